@@ -1,0 +1,1 @@
+//! The replication planner: what to send, per filesystem, and never wrongly.

@@ -86,7 +86,10 @@ impl Header {
     }
 
     /// Parses a header and checks its length against `limits`. Never allocates.
-    pub fn decode(raw: &[u8; FRAME_HEADER_LEN], limits: &FrameLimits) -> Result<Header, FrameError> {
+    pub fn decode(
+        raw: &[u8; FRAME_HEADER_LEN],
+        limits: &FrameLimits,
+    ) -> Result<Header, FrameError> {
         let kind = FrameType::from_u8(raw[0]).ok_or(FrameError::UnknownType(raw[0]))?;
         if raw[2] != 0 || raw[3] != 0 {
             return Err(FrameError::ReservedBits([raw[2], raw[3]]));
@@ -171,6 +174,12 @@ impl Decoder {
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.slot_base.unwrap_or(self.buf.len())
+    }
+
+    /// The bytes received and not yet decoded, e.g. to show a human what a peer
+    /// that fails to decode actually sent.
+    pub fn peek(&self) -> &[u8] {
+        &self.buf[..self.buffered()]
     }
 
     /// Appends bytes, copying them. Call [`Decoder::decode`] until it returns
@@ -479,8 +488,14 @@ mod tests {
     #[test]
     fn every_header_error() {
         let limits = FrameLimits::default();
-        assert_eq!(Header::decode(&[0, 0, 0, 0, 0, 0, 0, 0], &limits), Err(FrameError::UnknownType(0)));
-        assert_eq!(Header::decode(&[10, 0, 0, 0, 0, 0, 0, 0], &limits), Err(FrameError::UnknownType(10)));
+        assert_eq!(
+            Header::decode(&[0, 0, 0, 0, 0, 0, 0, 0], &limits),
+            Err(FrameError::UnknownType(0))
+        );
+        assert_eq!(
+            Header::decode(&[10, 0, 0, 0, 0, 0, 0, 0], &limits),
+            Err(FrameError::UnknownType(10))
+        );
         assert_eq!(
             Header::decode(&[8, 0, 0, 1, 0, 0, 0, 0], &limits),
             Err(FrameError::ReservedBits([0, 1]))
@@ -564,12 +579,7 @@ mod tests {
             let mut dec = Decoder::new(FrameLimits::default());
             for c in chunks {
                 dec.feed(&c);
-                loop {
-                    match dec.decode() {
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(_)) = dec.decode() {}
                 prop_assert!(dec.buffered() <= FRAME_HEADER_LEN + MAX_RPC_BODY_PAYLOAD + 600);
             }
         }

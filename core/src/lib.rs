@@ -18,4 +18,3 @@ pub mod probe;
 pub mod rpc;
 pub mod time;
 pub mod zfs;
-

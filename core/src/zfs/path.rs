@@ -6,7 +6,9 @@ use std::fmt;
 pub const MAX_NAME_LEN: usize = 255;
 
 /// A filesystem or volume path: a pool name and zero or more child components.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct DatasetPath {
     components: Vec<String>,
@@ -63,8 +65,9 @@ impl DatasetPath {
 
     /// The parent dataset, `None` for a pool's root.
     pub fn parent(&self) -> Option<DatasetPath> {
-        (self.components.len() > 1)
-            .then(|| DatasetPath { components: self.components[..self.components.len() - 1].to_vec() })
+        (self.components.len() > 1).then(|| DatasetPath {
+            components: self.components[..self.components.len() - 1].to_vec(),
+        })
     }
 
     /// True if `self` is `other` or lies below it.

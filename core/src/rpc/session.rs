@@ -429,6 +429,10 @@ impl Session {
 
     // ---- output ----
 
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }

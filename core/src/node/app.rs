@@ -1,0 +1,111 @@
+//! The application side of a node: what runs on top of the connections.
+
+use super::{
+    Action, Conn, ConnId, Endpoint, Event, Level, Listener, ListenerId, Output, Transport,
+};
+use crate::rpc::{Role, Session, SessionEvent};
+use crate::time::{Instant, Now};
+
+/// An application hosted by a [`Node`](super::Node). Every method gets an
+/// [`AppCtx`] to act on connections; none of them may block or do I/O.
+pub trait App {
+    /// Called once, when the node is created.
+    fn start(&mut self, ctx: &mut AppCtx<'_>);
+    fn on_listening(&mut self, _ctx: &mut AppCtx<'_>, _listener: ListenerId, _local: &str) {}
+    fn on_listen_failed(&mut self, ctx: &mut AppCtx<'_>, listener: ListenerId, error: &str);
+    fn on_accept(
+        &mut self,
+        _ctx: &mut AppCtx<'_>,
+        _listener: ListenerId,
+        _conn: ConnId,
+        _peer: &str,
+    ) {
+    }
+    fn on_session_event(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, event: SessionEvent);
+    /// The connection is gone: `error` is `None` after a graceful close.
+    fn on_conn_closed(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, error: Option<String>);
+    /// After every input: a chance to send stream data as capacity allows.
+    fn poll(&mut self, _ctx: &mut AppCtx<'_>) {}
+    fn on_timeout(&mut self, _ctx: &mut AppCtx<'_>) {}
+    fn on_shutdown(&mut self, ctx: &mut AppCtx<'_>);
+    /// The app's own next deadline.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// `Some(code)` once the app is finished and the process should exit.
+    fn exit_code(&self) -> Option<i32>;
+}
+
+/// What an app may do: open and close connections, use their sessions, log.
+#[derive(Debug)]
+pub struct AppCtx<'a> {
+    pub(super) transport: &'a mut Transport,
+}
+
+impl AppCtx<'_> {
+    pub fn now(&self) -> Now {
+        self.transport.now
+    }
+
+    pub fn listen(&mut self, endpoint: Endpoint) -> ListenerId {
+        let listener = ListenerId(self.transport.alloc_id());
+        self.transport
+            .listeners
+            .insert(listener, Listener { endpoint: endpoint.clone(), bound: None });
+        self.transport.outputs.push_back(Output::Action(Action::Listen { listener, endpoint }));
+        listener
+    }
+
+    pub fn unlisten(&mut self, listener: ListenerId) {
+        if self.transport.listeners.remove(&listener).is_some() {
+            self.transport.outputs.push_back(Output::Action(Action::Unlisten(listener)));
+        }
+    }
+
+    /// The address a listener is bound to, once the driver reported it.
+    pub fn listener_address(&self, listener: ListenerId) -> Option<&str> {
+        self.transport.listeners.get(&listener)?.bound.as_deref()
+    }
+
+    /// Opens a client connection; its session starts once the socket connects.
+    pub fn connect(&mut self, endpoint: Endpoint) -> ConnId {
+        let conn = ConnId(self.transport.alloc_id());
+        let now = self.transport.now.mono;
+        let session = Session::new(Role::Client, self.transport.session_config.clone(), now);
+        self.transport.conns.insert(
+            conn,
+            Conn {
+                session,
+                connected: false,
+                peer: endpoint.to_string(),
+                interest: (false, false),
+            },
+        );
+        self.transport.outputs.push_back(Output::Action(Action::Connect { conn, endpoint }));
+        conn
+    }
+
+    /// The connection's session, if it is still open.
+    pub fn session(&mut self, conn: ConnId) -> Option<&mut Session> {
+        self.transport.dirty.insert(conn);
+        self.transport.conns.get_mut(&conn).map(|c| &mut c.session)
+    }
+
+    /// Closes gracefully: goodbye, bounded wait, then the socket.
+    pub fn close(&mut self, conn: ConnId, reason: &str) {
+        let now = self.transport.now.mono;
+        if let Some(s) = self.session(conn) {
+            s.close(now, reason);
+        }
+    }
+
+    pub fn conn_ids(&self) -> Vec<ConnId> {
+        self.transport.conns.keys().copied().collect()
+    }
+
+    pub fn log(&mut self, level: Level, message: impl Into<String>) {
+        self.transport
+            .outputs
+            .push_back(Output::Event(Event::Log { level, message: message.into() }));
+    }
+}

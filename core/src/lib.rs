@@ -11,6 +11,8 @@
 //! replication planning ([`plan`]) over the [`zfs`] model.
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod node;
 pub mod plan;

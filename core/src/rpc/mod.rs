@@ -23,6 +23,27 @@ mod wire;
 pub use session::{
     IncomingRequest, IncomingResponse, Session, SessionConfig, SessionEvent, UsageError,
 };
+/// Valid wire bytes for fuzzing and tests, built by the real encoder.
+#[doc(hidden)]
+pub mod wire_for_fuzzing {
+    use super::wire::{encode_handshake, Hello};
+    use super::Role;
+    use crate::frame::{FrameType, OutQueue};
+
+    /// A handshake frame as a peer with `role` would send it.
+    pub fn handshake(role: Role) -> Vec<u8> {
+        let hello = Hello {
+            role,
+            max_data_payload: 4096,
+            stream_window: 64 * 1024,
+            software: "fuzz".into(),
+        };
+        let mut q = OutQueue::new();
+        q.push_with(FrameType::Handshake, 0, |b| encode_handshake(&hello, b));
+        q.drain_to_vec()
+    }
+}
+
 pub use wire::{RemoteError, RemoteErrorKind, Role, MAGIC, PROTOCOL_VERSION};
 
 use serde::{de::DeserializeOwned, Serialize};

@@ -1,0 +1,89 @@
+//! Both binaries, and each against the other, over real TCP on loopback: the probe
+//! streams bytes through real sessions and verifies them end to end.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use zferry_tests::{binaries, Binary, Child};
+
+const T: Duration = Duration::from_secs(60);
+
+fn serve(bin: Binary, once: bool) -> (Child, String) {
+    let mut cmd = bin.command();
+    cmd.args(["probe", "serve", "--listen", "127.0.0.1:0"]);
+    if once {
+        cmd.arg("--once");
+    }
+    let mut server = Child::spawn(&format!("{}-server", bin.name()), cmd);
+    let line = server.wait_for_line("listening on ", T);
+    let addr = line.rsplit("listening on ").next().unwrap().trim().to_owned();
+    (server, addr)
+}
+
+fn send(bin: Binary, addr: &str, bytes: u64) -> Child {
+    let mut cmd = bin.command();
+    cmd.args(["probe", "send", "--connect", addr, "--bytes", &bytes.to_string()]);
+    Child::spawn(&format!("{}-client", bin.name()), cmd)
+}
+
+#[test]
+fn streamed_request_between_every_pair_of_binaries() {
+    for server_bin in binaries() {
+        for client_bin in binaries() {
+            let (mut server, addr) = serve(server_bin, true);
+            let bytes = 40 * 1024 * 1024 + 12_345;
+            let mut client = send(client_bin, &addr, bytes);
+            let status = client.wait(T);
+            assert!(
+                status.success(),
+                "{client_bin:?} -> {server_bin:?}: client failed: {:?}",
+                client.log()
+            );
+            client.wait_for_line(&format!("probe verified: {bytes} bytes"), T);
+            let status = server.wait(T);
+            assert!(status.success(), "{server_bin:?} server failed: {:?}", server.log());
+            server.wait_for_line(&format!("probe received {bytes} bytes"), T);
+        }
+    }
+}
+
+#[test]
+fn server_survives_a_corrupt_peer() {
+    for bin in binaries() {
+        let (mut server, addr) = serve(bin, false);
+        // Random bytes on the port: the server must drop that connection with a
+        // reason, and go on serving.
+        let mut x: u32 = 0x1234_5678;
+        let garbage: Vec<u8> = (0..8192)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let mut raw = TcpStream::connect(&addr).unwrap();
+        raw.set_read_timeout(Some(T)).unwrap();
+        let _ = raw.write_all(&garbage);
+        let mut sink = Vec::new();
+        let _ = raw.read_to_end(&mut sink); // Returns once the server closes.
+        server.wait_for_line("not a zferry endpoint", T);
+
+        let mut client = send(bin, &addr, 1_000_000);
+        assert!(client.wait(T).success(), "{bin:?}: probe after corrupt peer: {:?}", client.log());
+        server.kill();
+    }
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    // A port nobody listens on: bind, learn the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for bin in binaries() {
+        let mut client = send(bin, &format!("127.0.0.1:{port}"), 10);
+        let status = client.wait(T);
+        assert_eq!(status.code(), Some(1), "{bin:?}");
+        client.wait_for_line("cannot connect to tcp://127.0.0.1:", T);
+    }
+}

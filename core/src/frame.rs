@@ -144,6 +144,9 @@ pub enum FrameError {
     TooLong { kind: FrameType, len: u32, max: usize },
 }
 
+/// Most room the decoder sets aside beyond what one read needs.
+const DECODER_BLOCK: usize = 4 * 1024 * 1024;
+
 /// Incremental frame decoder.
 ///
 /// Bytes come in either by [`Decoder::feed`] (a copy, for tests and fuzzing) or, in
@@ -152,19 +155,20 @@ pub enum FrameError {
 /// the buffer never holds more than one maximal frame plus one read chunk.
 #[derive(Debug)]
 pub struct Decoder {
+    /// `[..filled]` holds received bytes; `[filled..]` is spare room that was
+    /// initialised by an earlier read, so lending it again costs no zeroing.
     buf: BytesMut,
+    filled: usize,
     limits: FrameLimits,
     /// Header of the frame whose payload is still arriving.
     pending: Option<Header>,
-    /// Length of `buf` before the slot handed out by `read_slot`, until `commit`.
-    slot_base: Option<usize>,
     /// Set once a decode error occurred; the stream cannot be resynchronised.
     failed: Option<FrameError>,
 }
 
 impl Decoder {
     pub fn new(limits: FrameLimits) -> Decoder {
-        Decoder { buf: BytesMut::new(), limits, pending: None, slot_base: None, failed: None }
+        Decoder { buf: BytesMut::new(), filled: 0, limits, pending: None, failed: None }
     }
 
     pub fn set_limits(&mut self, limits: FrameLimits) {
@@ -173,60 +177,64 @@ impl Decoder {
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.slot_base.unwrap_or(self.buf.len())
+        self.filled
     }
 
     /// The bytes received and not yet decoded, e.g. to show a human what a peer
     /// that fails to decode actually sent.
     pub fn peek(&self) -> &[u8] {
-        &self.buf[..self.buffered()]
+        &self.buf[..self.filled]
     }
 
     /// Appends bytes, copying them. Call [`Decoder::decode`] until it returns
     /// `Ok(None)` before feeding more, or the buffer grows with the input.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.abandon_slot();
-        self.buf.extend_from_slice(bytes);
+        self.ensure_spare(bytes.len());
+        self.buf[self.filled..self.filled + bytes.len()].copy_from_slice(bytes);
+        self.filled += bytes.len();
     }
 
-    /// A zeroed region to read into; its size covers the rest of a large pending
-    /// frame so that it arrives in one read where the OS allows.
+    /// A region to read into; its size covers the rest of a large pending frame so
+    /// that it arrives in one read where the OS allows.
     pub fn read_slot(&mut self) -> &mut [u8] {
-        self.abandon_slot();
-        let base = self.buf.len();
         let missing = match self.pending {
-            Some(h) => (FRAME_HEADER_LEN + h.len as usize).saturating_sub(base),
+            Some(h) => (FRAME_HEADER_LEN + h.len as usize).saturating_sub(self.filled),
             None => 0,
         };
-        let want = missing.max(READ_CHUNK);
-        self.buf.resize(base + want, 0);
-        self.slot_base = Some(base);
-        &mut self.buf[base..]
+        self.ensure_spare(missing.max(READ_CHUNK));
+        &mut self.buf[self.filled..]
     }
 
-    /// Records that `n` bytes of the last [`Decoder::read_slot`] were filled.
+    /// Records that the first `n` bytes of the last [`Decoder::read_slot`] were
+    /// filled.
     pub fn commit(&mut self, n: usize) {
-        if let Some(base) = self.slot_base.take() {
-            let filled = n.min(self.buf.len() - base);
-            self.buf.truncate(base + filled);
-        }
+        self.filled = (self.filled + n).min(self.buf.len());
     }
 
-    fn abandon_slot(&mut self) {
-        self.commit(0);
+    /// Makes at least `want` bytes of initialised spare room after the data.
+    fn ensure_spare(&mut self, want: usize) {
+        if self.buf.len() - self.filled >= want {
+            return;
+        }
+        if self.buf.capacity() < self.filled + want {
+            // Growing may move the data; spare bytes need not move with it. Room
+            // for several reads at once makes that move (of a partial frame) rare.
+            self.buf.truncate(self.filled);
+            self.buf.reserve(want.max((want * 8).min(DECODER_BLOCK)));
+        }
+        self.buf.resize(self.filled + want, 0);
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed. After an error
     /// every later call returns the same error.
     pub fn decode(&mut self) -> Result<Option<Frame>, FrameError> {
-        self.abandon_slot();
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
         let header = match self.pending {
             Some(h) => h,
             None => {
-                if self.buf.len() < FRAME_HEADER_LEN {
+                if self.filled < FRAME_HEADER_LEN {
                     return Ok(None);
                 }
                 let mut raw = [0u8; FRAME_HEADER_LEN];
@@ -244,14 +252,13 @@ impl Decoder {
             }
         };
         let total = FRAME_HEADER_LEN + header.len as usize;
-        if self.buf.len() < total {
-            // Make room for the whole frame at once rather than growing by halves.
-            self.buf.reserve(total - self.buf.len());
+        if self.filled < total {
             return Ok(None);
         }
         self.pending = None;
         self.buf.advance(FRAME_HEADER_LEN);
         let payload = self.buf.split_to(header.len as usize).freeze();
+        self.filled -= total;
         Ok(Some(Frame { kind: header.kind, flags: header.flags, payload }))
     }
 }
@@ -458,7 +465,7 @@ mod tests {
         let mut dec = Decoder::new(FrameLimits::default());
         dec.feed(&Header { kind: FrameType::StreamData, flags: 0, len: 500_000 }.encode());
         assert_eq!(dec.decode(), Ok(None));
-        assert!(dec.read_slot().len() >= 500_000);
+        assert!(dec.read_slot().len() >= 500_000 - FRAME_HEADER_LEN);
         dec.commit(0);
         assert_eq!(dec.buffered(), FRAME_HEADER_LEN);
     }

@@ -120,6 +120,8 @@ pub struct Probe {
     mode: ProbeMode,
     /// Server: digest of each connection's stream in progress.
     receiving: BTreeMap<ConnId, StreamDigest>,
+    /// Server: connections not yet closed; `once` exits when none is left.
+    open_conns: usize,
     /// Client state.
     conn: Option<ConnId>,
     block: Bytes,
@@ -136,6 +138,7 @@ impl Probe {
         Probe {
             mode,
             receiving: BTreeMap::new(),
+            open_conns: 0,
             conn: None,
             block: Bytes::new(),
             sent: 0,
@@ -284,6 +287,16 @@ impl App for Probe {
         }
     }
 
+    fn on_accept(
+        &mut self,
+        _ctx: &mut AppCtx<'_>,
+        _listener: ListenerId,
+        _conn: ConnId,
+        _peer: &str,
+    ) {
+        self.open_conns += 1;
+    }
+
     fn on_listening(&mut self, ctx: &mut AppCtx<'_>, _listener: ListenerId, local: &str) {
         ctx.log(Level::Info, format!("probe server listening on {local}"));
     }
@@ -301,6 +314,9 @@ impl App for Probe {
 
     fn on_conn_closed(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, error: Option<String>) {
         self.receiving.remove(&conn);
+        if matches!(self.mode, ProbeMode::Serve { .. }) {
+            self.open_conns = self.open_conns.saturating_sub(1);
+        }
         if self.conn == Some(conn) {
             self.conn = None;
             if self.outcome.is_none() {

@@ -356,8 +356,12 @@ impl Session {
 
     /// The connection failed underneath us.
     pub fn handle_io_error(&mut self, now: Instant, error: String) {
-        if self.phase != Phase::Closed {
-            self.fail(now, SessionError::Io(error), false);
+        match self.phase {
+            Phase::Closed => {}
+            // We were leaving anyway: a peer that resets instead of answering our
+            // goodbye has still let us go.
+            Phase::Closing => self.finish(now, None),
+            Phase::Handshaking | Phase::Open => self.fail(now, SessionError::Io(error), false),
         }
     }
 

@@ -665,3 +665,19 @@ fn peer_goodbye_mid_request_is_reported() {
         Some(SessionError::PeerGoodbye("shutting down".into()))
     );
 }
+
+#[test]
+fn reset_while_closing_is_not_a_failure() {
+    let mut p = Pair::new();
+    p.client.close(p.now, "done");
+    p.client.handle_io_error(p.now, "Connection reset by peer".into());
+    p.drain();
+    assert!(is_closed_gracefully(&p.client_events), "{:?}", p.client_events);
+    // Outside a close, the same error is one.
+    p.server.handle_io_error(p.now, "Connection reset by peer".into());
+    p.drain();
+    assert_eq!(
+        closed_error(&p.server_events),
+        Some(SessionError::Io("Connection reset by peer".into()))
+    );
+}

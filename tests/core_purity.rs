@@ -45,7 +45,12 @@ fn core_does_no_io_and_reads_no_clock() {
             let code = line.split("//").next().unwrap_or("");
             for word in FORBIDDEN {
                 if code.contains(word) {
-                    violations.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
+                    violations.push(format!(
+                        "{}:{}: {word}: {}",
+                        file.display(),
+                        n + 1,
+                        line.trim()
+                    ));
                 }
             }
         }

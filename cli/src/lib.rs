@@ -4,6 +4,7 @@
 
 mod args;
 mod clock;
+pub mod process;
 mod report;
 
 pub use args::{Cli, Command, ProbeCommand};

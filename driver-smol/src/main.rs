@@ -1,22 +1,27 @@
 //! `zferry-smol`: the node's actions executed with smol.
 //!
-//! One thread, one `LocalExecutor`. The node and the sockets live in a shared
-//! `State`; small tasks wait for readiness (a socket readable or writable, a timer,
-//! an accept) and then call into the state, which does the non-blocking I/O with
-//! the node's buffers and executes the node's outputs. No task holds the state
-//! across an await.
+//! One thread, one `LocalExecutor`. The node, the sockets and the pipes live in a
+//! shared `State`; small tasks wait for readiness (readable, writable, a timer, an
+//! accept, a child's exit) and then call into the state, which does the
+//! non-blocking I/O with the node's buffers and executes the node's outputs. No
+//! task holds the state across an await.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::process::ExitCode;
+use std::os::fd::OwnedFd;
+use std::process::{Child, ExitCode};
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use smol::channel::{self, Receiver, Sender};
 use smol::{Async, LocalExecutor, Timer};
-use zferry_cli::{Clock, Driver, Report};
-use zferry_core::node::{Action, App, ConnId, Endpoint, Input, ListenerId, Node, Output};
+use zferry_cli::{process, Clock, Driver, Report};
+use zferry_core::node::{
+    Action, App, ConnId, Endpoint, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
+};
 use zferry_core::time::Instant;
 
 fn main() -> ExitCode {
@@ -27,11 +32,62 @@ struct SmolDriver;
 
 const READS_PER_TURN: usize = 16;
 const MAX_IOVECS: usize = 64;
+/// How often to check for the exit of a child whose pipes are all closed.
+const REAP_INTERVAL: Duration = Duration::from_millis(2);
 
-struct Conn {
-    stream: Rc<Async<TcpStream>>,
-    /// Wakes the writer task when the node has bytes to send.
-    write_wake: Sender<()>,
+/// A socket or a pipe; both are read and written through shared references.
+enum Handle {
+    Tcp(Async<TcpStream>),
+    Pipe(Async<File>),
+}
+
+impl Handle {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Handle::Tcp(s) => s.get_ref().read(buf),
+            Handle::Pipe(f) => f.get_ref().read(buf),
+        }
+    }
+
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Handle::Tcp(s) => s.get_ref().write_vectored(bufs),
+            Handle::Pipe(f) => f.get_ref().write_vectored(bufs),
+        }
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Handle::Tcp(s) => s.readable().await,
+            Handle::Pipe(f) => f.readable().await,
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Handle::Tcp(s) => s.writable().await,
+            Handle::Pipe(f) => f.writable().await,
+        }
+    }
+}
+
+struct IoEntry {
+    handle: Rc<Handle>,
+    /// Wakes the reader task when the node wants reading again.
+    read_wake: Option<Sender<()>>,
+    /// Wakes the writer task when the node has bytes to write.
+    write_wake: Option<Sender<()>>,
+}
+
+enum Turn {
+    /// The handle is gone; the task ends.
+    Gone,
+    /// Would block: wait for readiness.
+    Blocked,
+    /// The node wants no I/O now: wait to be woken.
+    Paused,
+    /// More may be ready: yield, then go on.
+    More,
 }
 
 struct State<A: App> {
@@ -40,7 +96,8 @@ struct State<A: App> {
     report: Report,
     ex: Rc<LocalExecutor<'static>>,
     me: Weak<RefCell<State<A>>>,
-    conns: BTreeMap<ConnId, Conn>,
+    ios: BTreeMap<IoId, IoEntry>,
+    children: BTreeMap<ProcId, Child>,
     listeners: BTreeMap<ListenerId, smol::Task<()>>,
     deadline: Option<Instant>,
     /// Wakes the timer task when the deadline changes.
@@ -61,7 +118,8 @@ impl Driver for SmolDriver {
                 report,
                 ex: ex.clone(),
                 me: me.clone(),
-                conns: BTreeMap::new(),
+                ios: BTreeMap::new(),
+                children: BTreeMap::new(),
                 listeners: BTreeMap::new(),
                 deadline: None,
                 timer_wake: timer_tx,
@@ -73,6 +131,11 @@ impl Driver for SmolDriver {
         state.borrow_mut().drain();
         let code = smol::block_on(ex.run(async { exit_rx.recv().await }));
         let mut st = state.borrow_mut();
+        // Never leave a child behind: the node's work is over, or failed.
+        for child in st.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(e) = st.failure.take() {
             return Err(e);
         }
@@ -85,6 +148,10 @@ fn resolve(endpoint: &Endpoint) -> io::Result<std::net::SocketAddr> {
     addr.to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
     })
+}
+
+fn pipe(fd: impl Into<OwnedFd>) -> io::Result<Handle> {
+    Ok(Handle::Pipe(Async::new(File::from(fd.into()))?))
 }
 
 impl<A: App + 'static> State<A> {
@@ -125,8 +192,7 @@ impl<A: App + 'static> State<A> {
     fn execute(&mut self, action: Action) {
         match action {
             Action::Listen { listener, endpoint } => {
-                let bound = resolve(&endpoint).and_then(Async::<TcpListener>::bind);
-                match bound {
+                match resolve(&endpoint).and_then(Async::<TcpListener>::bind) {
                     Ok(l) => {
                         let local =
                             l.get_ref().local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -145,74 +211,148 @@ impl<A: App + 'static> State<A> {
                 Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() }),
             },
             Action::Close(conn) => {
-                if let Some(c) = self.conns.remove(&conn) {
+                if let Some(e) = self.ios.remove(&IoId::Conn(conn)) {
                     // Wakes the reader (EOF) and ends the writer (channel closed);
                     // both then drop their handles and the socket closes.
-                    let _ = c.stream.get_ref().shutdown(std::net::Shutdown::Both);
-                }
-            }
-            Action::Interest { conn, write, .. } => {
-                if let (true, Some(c)) = (write, self.conns.get(&conn)) {
-                    let _ = c.write_wake.try_send(());
-                }
-            }
-        }
-    }
-
-    fn add_conn(&mut self, conn: ConnId, stream: Async<TcpStream>) {
-        let stream = Rc::new(stream);
-        let (wake_tx, wake_rx) = channel::bounded(1);
-        self.ex.spawn(read_task(self.me.clone(), conn, stream.clone())).detach();
-        self.ex.spawn(write_task(self.me.clone(), conn, stream.clone(), wake_rx)).detach();
-        // The first write attempt happens when the writer starts.
-        let _ = wake_tx.try_send(());
-        self.conns.insert(conn, Conn { stream, write_wake: wake_tx });
-    }
-
-    /// Reads until the socket would block; `Some(true)` if the turn ran out first.
-    fn read(&mut self, conn: ConnId) -> Option<bool> {
-        for _ in 0..READS_PER_TURN {
-            let stream = self.conns.get(&conn)?.stream.clone();
-            let slot = self.node.read_slot(conn)?;
-            let mut socket: &TcpStream = stream.get_ref();
-            match socket.read(slot) {
-                Ok(n) => {
-                    self.input(Input::Read { conn, n });
-                    if n == 0 {
-                        return None;
+                    if let Handle::Tcp(s) = &*e.handle {
+                        let _ = s.get_ref().shutdown(std::net::Shutdown::Both);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.input(Input::IoError { conn, error: e.to_string() });
-                    return None;
+            }
+            Action::Spawn { proc, spec } => self.spawn(proc, &spec),
+            Action::CloseStdin(proc) => {
+                // Dropping the entry closes the writer's channel; the writer task
+                // then drops the last handle and the pipe closes.
+                self.ios.remove(&IoId::Stdin(proc));
+            }
+            Action::Kill(proc) => {
+                if let Some(child) = self.children.get_mut(&proc) {
+                    let _ = child.kill();
+                }
+            }
+            Action::Interest { io, read, write } => {
+                if let Some(e) = self.ios.get(&io) {
+                    if read {
+                        e.read_wake.as_ref().map(|w| w.try_send(()));
+                    }
+                    if write {
+                        e.write_wake.as_ref().map(|w| w.try_send(()));
+                    }
                 }
             }
         }
-        Some(true)
     }
 
-    /// Writes until the queue is empty (`Some(false)`) or the socket would block
-    /// (`Some(true)`); `None` once the connection is gone.
-    fn write(&mut self, conn: ConnId) -> Option<bool> {
-        loop {
-            let stream = self.conns.get(&conn)?.stream.clone();
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self.node.io_slices(conn, &mut slices);
-            if n == 0 {
-                return Some(false);
+    fn add_io(&mut self, io: IoId, handle: Handle, read: bool, write: bool) {
+        let handle = Rc::new(handle);
+        let mut entry = IoEntry { handle: handle.clone(), read_wake: None, write_wake: None };
+        if read {
+            let (tx, rx) = channel::bounded(1);
+            self.ex.spawn(read_task(self.me.clone(), io, handle.clone(), rx)).detach();
+            entry.read_wake = Some(tx);
+        }
+        if write {
+            let (tx, rx) = channel::bounded(1);
+            self.ex.spawn(write_task(self.me.clone(), io, handle, rx)).detach();
+            // The first attempt happens when the writer starts.
+            let _ = tx.try_send(());
+            entry.write_wake = Some(tx);
+        }
+        self.ios.insert(io, entry);
+    }
+
+    fn spawn(&mut self, proc: ProcId, spec: &ProcessSpec) {
+        let mut child = match process::spawn(spec) {
+            Ok(c) => c,
+            Err(e) => return self.input(Input::SpawnFailed { proc, error: e.to_string() }),
+        };
+        let pipes = (|| -> io::Result<_> {
+            let stdin = child.stdin.take().map(pipe).transpose()?;
+            let stdout = child.stdout.take().map(pipe).transpose()?;
+            let stderr = child.stderr.take().map(pipe).transpose()?;
+            Ok((stdin, stdout, stderr))
+        })();
+        match pipes {
+            Ok((stdin, stdout, stderr)) => {
+                if let Some(h) = stdin {
+                    self.add_io(IoId::Stdin(proc), h, false, true);
+                }
+                if let Some(h) = stdout {
+                    self.add_io(IoId::Stdout(proc), h, true, false);
+                }
+                if let Some(h) = stderr {
+                    self.add_io(IoId::Stderr(proc), h, true, false);
+                }
+                self.children.insert(proc, child);
             }
-            let mut socket: &TcpStream = stream.get_ref();
-            match socket.write_vectored(&slices[..n]) {
-                Ok(written) => self.input(Input::Written { conn, n: written }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(true),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.input(Input::SpawnFailed { proc, error: e.to_string() });
+            }
+        }
+    }
+
+    fn read(&mut self, io: IoId) -> Turn {
+        for _ in 0..READS_PER_TURN {
+            let Some(handle) = self.ios.get(&io).map(|e| e.handle.clone()) else {
+                return Turn::Gone;
+            };
+            let Some(slot) = self.node.read_slot(io) else { return Turn::Paused };
+            match handle.read(slot) {
+                Ok(n) => {
+                    if n == 0 && !matches!(io, IoId::Conn(_)) {
+                        self.close_pipe(io);
+                    }
+                    self.input(Input::Read { io, n });
+                    if n == 0 {
+                        return Turn::Gone;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.input(Input::IoError { conn, error: e.to_string() });
-                    return None;
+                    if !matches!(io, IoId::Conn(_)) {
+                        self.close_pipe(io);
+                    }
+                    self.input(Input::IoError { io, error: e.to_string() });
+                    return Turn::Gone;
                 }
             }
+        }
+        Turn::More
+    }
+
+    fn write(&mut self, io: IoId) -> Turn {
+        loop {
+            let Some(handle) = self.ios.get(&io).map(|e| e.handle.clone()) else {
+                return Turn::Gone;
+            };
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.node.io_slices(io, &mut slices);
+            if n == 0 {
+                return Turn::Paused;
+            }
+            match handle.write_vectored(&slices[..n]) {
+                Ok(written) => self.input(Input::Written { io, n: written }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.input(Input::IoError { io, error: e.to_string() });
+                    return Turn::Gone;
+                }
+            }
+        }
+    }
+
+    /// A pipe reached its end; once stdout and stderr both did, watch for the exit.
+    fn close_pipe(&mut self, io: IoId) {
+        self.ios.remove(&io);
+        let (IoId::Stdout(proc) | IoId::Stderr(proc)) = io else { return };
+        let open =
+            [IoId::Stdout(proc), IoId::Stderr(proc)].iter().any(|i| self.ios.contains_key(i));
+        if !open {
+            self.ex.spawn(reap_task(self.me.clone(), proc)).detach();
         }
     }
 }
@@ -231,7 +371,7 @@ async fn accept_task<A: App + 'static>(
                 let now = st.clock.now();
                 if let Some(conn) = st.node.accept(now, listener, peer.to_string()) {
                     let _ = stream.get_ref().set_nodelay(true);
-                    st.add_conn(conn, stream);
+                    st.add_io(IoId::Conn(conn), Handle::Tcp(stream), true, true);
                 }
                 st.drain();
             }
@@ -251,7 +391,7 @@ async fn connect_task<A: App + 'static>(
     match result {
         Ok(stream) => {
             let _ = stream.get_ref().set_nodelay(true);
-            st.add_conn(conn, stream);
+            st.add_io(IoId::Conn(conn), Handle::Tcp(stream), true, true);
             st.input(Input::Connected(conn));
         }
         Err(e) => st.input(Input::ConnectFailed { conn, error: e.to_string() }),
@@ -260,21 +400,26 @@ async fn connect_task<A: App + 'static>(
 
 async fn read_task<A: App + 'static>(
     state: Weak<RefCell<State<A>>>,
-    conn: ConnId,
-    stream: Rc<Async<TcpStream>>,
+    io: IoId,
+    handle: Rc<Handle>,
+    wake: Receiver<()>,
 ) {
     loop {
-        let more = {
-            let Some(state) = state.upgrade() else { return };
-            let more = state.borrow_mut().read(conn);
-            more
-        };
-        match more {
+        let turn = match state.upgrade() {
+            Some(state) => state.borrow_mut().read(io),
             None => return,
-            Some(true) => smol::future::yield_now().await,
-            Some(false) => {
-                if stream.readable().await.is_err() {
-                    // Polling failed: the reader's next read reports the error.
+        };
+        match turn {
+            Turn::Gone => return,
+            Turn::More => smol::future::yield_now().await,
+            Turn::Paused => {
+                if wake.recv().await.is_err() {
+                    return;
+                }
+            }
+            Turn::Blocked => {
+                if handle.readable().await.is_err() {
+                    // Polling failed: the next read reports the error.
                     smol::future::yield_now().await;
                 }
             }
@@ -284,27 +429,48 @@ async fn read_task<A: App + 'static>(
 
 async fn write_task<A: App + 'static>(
     state: Weak<RefCell<State<A>>>,
-    conn: ConnId,
-    stream: Rc<Async<TcpStream>>,
+    io: IoId,
+    handle: Rc<Handle>,
     wake: Receiver<()>,
 ) {
     while wake.recv().await.is_ok() {
         loop {
-            let blocked = {
-                let Some(state) = state.upgrade() else { return };
-                let blocked = state.borrow_mut().write(conn);
-                blocked
-            };
-            match blocked {
+            let turn = match state.upgrade() {
+                Some(state) => state.borrow_mut().write(io),
                 None => return,
-                Some(false) => break,
-                Some(true) => {
-                    if stream.writable().await.is_err() {
+            };
+            match turn {
+                Turn::Gone => return,
+                Turn::Paused => break,
+                Turn::More => smol::future::yield_now().await,
+                Turn::Blocked => {
+                    if handle.writable().await.is_err() {
                         smol::future::yield_now().await;
                     }
                 }
             }
         }
+    }
+}
+
+async fn reap_task<A: App + 'static>(state: Weak<RefCell<State<A>>>, proc: ProcId) {
+    loop {
+        {
+            let Some(state) = state.upgrade() else { return };
+            let mut st = state.borrow_mut();
+            let Some(child) = st.children.get_mut(&proc) else { return };
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    st.children.remove(&proc);
+                    st.ios.remove(&IoId::Stdin(proc));
+                    st.input(Input::Exited { proc, status: process::exit_status(status) });
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => return st.fatal(e),
+            }
+        }
+        Timer::after(REAP_INTERVAL).await;
     }
 }
 

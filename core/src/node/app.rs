@@ -1,7 +1,8 @@
 //! The application side of a node: what runs on top of the connections.
 
 use super::{
-    Action, Conn, ConnId, Endpoint, Event, Level, Listener, ListenerId, Output, Transport,
+    Action, Conn, ConnId, Endpoint, Event, Level, Listener, ListenerId, Output, Proc, ProcId,
+    ProcessResult, ProcessSpec, StdinFrom, StdoutTo, Transport,
 };
 use crate::rpc::{Role, Session, SessionEvent};
 use crate::time::{Instant, Now};
@@ -24,6 +25,8 @@ pub trait App {
     fn on_session_event(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, event: SessionEvent);
     /// The connection is gone: `error` is `None` after a graceful close.
     fn on_conn_closed(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, error: Option<String>);
+    /// A process started with [`AppCtx::spawn`] exited and its output is read.
+    fn on_process_done(&mut self, _ctx: &mut AppCtx<'_>, _proc: ProcId, _result: ProcessResult) {}
     /// After every input: a chance to send stream data as capacity allows.
     fn poll(&mut self, _ctx: &mut AppCtx<'_>) {}
     fn on_timeout(&mut self, _ctx: &mut AppCtx<'_>) {}
@@ -79,6 +82,8 @@ impl AppCtx<'_> {
                 connected: false,
                 peer: endpoint.to_string(),
                 interest: (false, false),
+                feeds: None,
+                fed_by: None,
             },
         );
         self.transport.outputs.push_back(Output::Action(Action::Connect { conn, endpoint }));
@@ -97,6 +102,35 @@ impl AppCtx<'_> {
         if let Some(s) = self.session(conn) {
             s.close(now, reason);
         }
+    }
+
+    /// Starts a process. Its stdout and stdin are routed as asked; the node moves
+    /// stream bytes itself, under the session's credit. Every command is logged
+    /// here, the one place all of them pass.
+    pub fn spawn(&mut self, mut spec: ProcessSpec, stdout: StdoutTo, stdin: StdinFrom) -> ProcId {
+        let proc = ProcId(self.transport.alloc_id());
+        spec.stdout = stdout != StdoutTo::Null;
+        spec.stdin = stdin != StdinFrom::Null;
+        if let StdinFrom::Stream(conn) = stdin {
+            if let Some(c) = self.transport.conns.get_mut(&conn) {
+                c.feeds = Some(proc);
+            }
+        }
+        if let StdoutTo::Stream(conn) = stdout {
+            if let Some(c) = self.transport.conns.get_mut(&conn) {
+                c.fed_by = Some(proc);
+            }
+        }
+        self.log(Level::Debug, format!("running `{spec}`"));
+        self.transport.procs.insert(proc, Proc::new(&spec, stdout, stdin));
+        self.transport.dirty_procs.insert(proc);
+        self.transport.outputs.push_back(Output::Action(Action::Spawn { proc, spec }));
+        proc
+    }
+
+    /// Kills a process; it is still reported through `on_process_done`.
+    pub fn kill(&mut self, proc: ProcId) {
+        self.transport.kill(proc);
     }
 
     pub fn conn_ids(&self) -> Vec<ConnId> {

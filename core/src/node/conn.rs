@@ -10,6 +10,16 @@ pub struct ConnId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ListenerId(pub u64);
 
+/// One end of a byte channel the driver reads or writes: a connection's socket or
+/// one of a child process's pipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IoId {
+    Conn(ConnId),
+    Stdin(super::ProcId),
+    Stdout(super::ProcId),
+    Stderr(super::ProcId),
+}
+
 /// Where to listen or connect.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Endpoint {

@@ -1,27 +1,35 @@
 //! The node: the one state machine a driver runs.
 //!
 //! A node owns every connection's [`Session`](crate::rpc::Session), the listeners,
-//! and the application on top (for now the transport probe; the replication jobs
-//! join it). It takes [`Input`]s and hands out [`Output`]s, in the manner of str0m:
+//! the child processes and their pipes, and the application on top (the transport
+//! probe, the replication jobs). It takes [`Input`]s and hands out [`Output`]s, in the manner of str0m:
 //! after each input, drain [`Node::poll_output`] until it returns
 //! [`Output::Timeout`], executing each action, before giving the next input.
 //!
 //! Buffers belong to the node. To read, a driver asks [`Node::read_slot`] for a
-//! region, reads the socket into it and reports [`Input::Read`]; to write, it takes
-//! [`Node::io_slices`], makes one vectored write and reports [`Input::Written`].
-//! Every handle is an integer the node allocated.
+//! region, reads the socket or pipe into it and reports [`Input::Read`]; to write,
+//! it takes [`Node::io_slices`], makes one vectored write and reports
+//! [`Input::Written`]. Every handle is an integer the node allocated.
 //!
-//! Readiness contract: a driver attempts a write on every connection whose last
-//! [`Action::Interest`] asked for writing, right after draining the outputs and again
-//! whenever the socket becomes writable; it reads whenever the socket is readable and
-//! a read slot is offered. This works alike with edge-triggered (mio) and awaited
-//! (smol) readiness.
+//! Readiness contract: after draining the outputs, a driver attempts I/O on every
+//! socket or pipe whose last [`Action::Interest`] asked for it, and again whenever it
+//! becomes ready; it reads only while a read slot is offered. This works alike with
+//! edge-triggered (mio) and awaited (smol) readiness.
+//!
+//! A process's stdout can feed a session's outgoing stream (`zfs send`) and a
+//! session's incoming stream can feed a process's stdin (`zfs receive`): the node
+//! moves those bytes itself, under the session's credit, so a slow reader slows
+//! the writer at the other end and memory stays bounded.
 
 mod app;
 mod conn;
+mod process;
 
 pub use app::{App, AppCtx};
-pub use conn::{ConnId, Endpoint, ListenerId};
+pub use conn::{ConnId, Endpoint, IoId, ListenerId};
+pub use process::{ExitStatus, ProcId, ProcessResult, ProcessSpec, StdinFrom, StdoutTo};
+
+use process::Proc;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::IoSlice;
@@ -49,20 +57,30 @@ pub enum Input {
         conn: ConnId,
         error: String,
     },
-    /// `n` bytes were read into the connection's read slot; 0 is end of stream.
+    /// `n` bytes were read into the read slot of `io`; 0 is end of stream.
     Read {
-        conn: ConnId,
+        io: IoId,
         n: usize,
     },
-    /// `n` bytes of the offered slices were written.
+    /// `n` bytes of the offered slices were written to `io`.
     Written {
-        conn: ConnId,
+        io: IoId,
         n: usize,
     },
-    /// Reading or writing failed; the connection is gone.
+    /// Reading or writing `io` failed; it is unusable.
     IoError {
-        conn: ConnId,
+        io: IoId,
         error: String,
+    },
+    /// The process could not be started; it will never report an exit.
+    SpawnFailed {
+        proc: ProcId,
+        error: String,
+    },
+    /// The process exited. Its pipes may still hold output to read.
+    Exited {
+        proc: ProcId,
+        status: ExitStatus,
     },
     /// SIGTERM or SIGINT: finish gracefully.
     Shutdown,
@@ -87,8 +105,14 @@ pub enum Action {
     Connect { conn: ConnId, endpoint: Endpoint },
     /// Close the connection's socket; the handle is dead after this.
     Close(ConnId),
-    /// Whether the node wants to read from and write to the connection.
-    Interest { conn: ConnId, read: bool, write: bool },
+    /// Start a process; report [`Input::SpawnFailed`] or, later, [`Input::Exited`].
+    Spawn { proc: ProcId, spec: ProcessSpec },
+    /// Close the process's stdin: its input is complete.
+    CloseStdin(ProcId),
+    /// Kill the process (SIGKILL); it still reports its exit.
+    Kill(ProcId),
+    /// Whether the node wants to read from and write to `io`.
+    Interest { io: IoId, read: bool, write: bool },
 }
 
 /// What the node reports to the person running it.
@@ -118,6 +142,8 @@ pub enum InputError {
     UnknownConn(ConnId),
     #[error("unknown listener {0:?}")]
     UnknownListener(ListenerId),
+    #[error("unknown process {0:?}")]
+    UnknownProc(ProcId),
     #[error("{0:?} is not waiting to connect")]
     NotConnecting(ConnId),
 }
@@ -130,6 +156,10 @@ struct Conn {
     peer: String,
     /// The interest last announced to the driver.
     interest: (bool, bool),
+    /// The process whose stdin this connection's incoming stream feeds.
+    feeds: Option<ProcId>,
+    /// The process whose stdout feeds this connection's outgoing stream.
+    fed_by: Option<ProcId>,
 }
 
 #[derive(Debug)]
@@ -138,15 +168,17 @@ struct Listener {
     bound: Option<String>,
 }
 
-/// The transport half of a node: connections, listeners, queued outputs. Apps
-/// reach it through [`AppCtx`].
+/// The I/O half of a node: connections, listeners, processes, queued outputs.
+/// Apps reach it through [`AppCtx`].
 #[derive(Debug)]
 pub struct Transport {
     conns: BTreeMap<ConnId, Conn>,
     listeners: BTreeMap<ListenerId, Listener>,
+    procs: BTreeMap<ProcId, Proc>,
     outputs: VecDeque<Output>,
-    /// Connections whose state changed since outputs were last computed.
+    /// Connections and processes whose state changed since outputs were computed.
     dirty: BTreeSet<ConnId>,
+    dirty_procs: BTreeSet<ProcId>,
     next_id: u64,
     session_config: SessionConfig,
     now: Now,
@@ -165,8 +197,10 @@ impl<A: App> Node<A> {
             transport: Transport {
                 conns: BTreeMap::new(),
                 listeners: BTreeMap::new(),
+                procs: BTreeMap::new(),
                 outputs: VecDeque::new(),
                 dirty: BTreeSet::new(),
+                dirty_procs: BTreeSet::new(),
                 next_id: 1,
                 session_config,
                 now,
@@ -188,20 +222,60 @@ impl<A: App> Node<A> {
         self.transport.conns.len()
     }
 
-    /// Where to read the connection's next bytes; `None` if it wants none now.
-    pub fn read_slot(&mut self, conn: ConnId) -> Option<&mut [u8]> {
-        let c = self.transport.conns.get_mut(&conn)?;
-        if !c.connected {
-            return None;
-        }
-        c.session.read_slot()
+    /// Processes started and not yet done.
+    pub fn process_count(&self) -> usize {
+        self.transport.procs.len()
     }
 
-    /// The connection's queued bytes, for one vectored write.
-    pub fn io_slices<'a>(&'a self, conn: ConnId, out: &mut [IoSlice<'a>]) -> usize {
-        match self.transport.conns.get(&conn) {
-            Some(c) if c.connected => c.session.io_slices(out),
-            _ => 0,
+    /// Where to read the next bytes of `io`; `None` if the node wants none now.
+    pub fn read_slot(&mut self, io: IoId) -> Option<&mut [u8]> {
+        let t = &mut self.transport;
+        match io {
+            IoId::Conn(conn) => {
+                let c = t.conns.get_mut(&conn)?;
+                if !c.connected {
+                    return None;
+                }
+                c.session.read_slot()
+            }
+            IoId::Stdout(proc) => {
+                let p = t.procs.get_mut(&proc)?;
+                if !p.stdout_open {
+                    return None;
+                }
+                let max = match p.stdout_to {
+                    StdoutTo::Stream(conn) => t.conns.get(&conn)?.session.stream_send_capacity(),
+                    StdoutTo::Collect | StdoutTo::Null => crate::limits::READ_CHUNK,
+                };
+                (max > 0).then(|| p.stdout_slot(max))
+            }
+            IoId::Stderr(proc) => {
+                let p = t.procs.get_mut(&proc)?;
+                p.stderr_open.then(|| p.stderr_slot())
+            }
+            IoId::Stdin(_) => None,
+        }
+    }
+
+    /// The queued bytes of `io`, for one vectored write.
+    pub fn io_slices<'a>(&'a self, io: IoId, out: &mut [IoSlice<'a>]) -> usize {
+        match io {
+            IoId::Conn(conn) => match self.transport.conns.get(&conn) {
+                Some(c) if c.connected => c.session.io_slices(out),
+                _ => 0,
+            },
+            IoId::Stdin(proc) => match self.transport.procs.get(&proc) {
+                Some(p) if p.stdin_open => {
+                    let mut n = 0;
+                    for (slot, chunk) in out.iter_mut().zip(p.stdin_queue.iter()) {
+                        *slot = IoSlice::new(chunk);
+                        n += 1;
+                    }
+                    n
+                }
+                _ => 0,
+            },
+            IoId::Stdout(_) | IoId::Stderr(_) => 0,
         }
     }
 
@@ -209,9 +283,10 @@ impl<A: App> Node<A> {
     /// the node refuses it (the driver then closes the socket at once).
     pub fn accept(&mut self, now: Now, listener: ListenerId, peer: String) -> Option<ConnId> {
         self.transport.now = now;
-        if !self.transport.listeners.contains_key(&listener)
-            || self.transport.conns.len() >= crate::limits::MAX_CONNECTIONS
-        {
+        if !self.transport.listeners.contains_key(&listener) {
+            return None;
+        }
+        if self.transport.conns.len() >= crate::limits::MAX_CONNECTIONS {
             self.transport
                 .log(Level::Warn, format!("refused connection from {peer}: too many connections"));
             return None;
@@ -220,7 +295,14 @@ impl<A: App> Node<A> {
         let session = Session::new(Role::Server, self.transport.session_config.clone(), now.mono);
         self.transport.conns.insert(
             conn,
-            Conn { session, connected: true, peer: peer.clone(), interest: (false, false) },
+            Conn {
+                session,
+                connected: true,
+                peer: peer.clone(),
+                interest: (false, false),
+                feeds: None,
+                fed_by: None,
+            },
         );
         self.transport.dirty.insert(conn);
         self.with_app(|app, ctx| app.on_accept(ctx, listener, conn, &peer));
@@ -264,20 +346,22 @@ impl<A: App> Node<A> {
                 let msg = format!("cannot connect to {}: {error}", c.peer);
                 self.with_app(|app, ctx| app.on_conn_closed(ctx, conn, Some(msg)));
             }
-            Input::Read { conn, n } => {
-                let c = t.conns.get_mut(&conn).ok_or(InputError::UnknownConn(conn))?;
-                c.session.handle_read(now.mono, n);
-                t.dirty.insert(conn);
+            Input::Read { io, n } => t.on_read(io, n)?,
+            Input::Written { io, n } => t.on_written(io, n)?,
+            Input::IoError { io, error } => t.on_io_error(io, error)?,
+            Input::SpawnFailed { proc, error } => {
+                let p = t.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+                p.stdout_open = false;
+                p.stderr_open = false;
+                p.stdin_open = false;
+                p.status = Some(ExitStatus::Code(127));
+                p.stderr_tail.extend(format!("cannot start: {error}").bytes());
+                t.dirty_procs.insert(proc);
             }
-            Input::Written { conn, n } => {
-                let c = t.conns.get_mut(&conn).ok_or(InputError::UnknownConn(conn))?;
-                c.session.handle_written(now.mono, n);
-                t.dirty.insert(conn);
-            }
-            Input::IoError { conn, error } => {
-                let c = t.conns.get_mut(&conn).ok_or(InputError::UnknownConn(conn))?;
-                c.session.handle_io_error(now.mono, error);
-                t.dirty.insert(conn);
+            Input::Exited { proc, status } => {
+                let p = t.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+                p.status = Some(status);
+                t.dirty_procs.insert(proc);
             }
             Input::Shutdown => {
                 self.transport.log(Level::Info, "shutting down".to_owned());
@@ -305,8 +389,8 @@ impl<A: App> Node<A> {
         f(&mut self.app, &mut ctx);
     }
 
-    /// Delivers session events to the app until quiet, then turns state changes
-    /// into actions. Bounded: each pass either consumes events or stops.
+    /// Delivers session events and finished processes to the app until quiet,
+    /// then turns state changes into actions. Each pass consumes events or stops.
     fn settle(&mut self) {
         loop {
             let mut delivered = false;
@@ -316,6 +400,7 @@ impl<A: App> Node<A> {
                     self.transport.conns.get_mut(&conn).and_then(|c| c.session.poll_event())
                 {
                     delivered = true;
+                    let Some(ev) = self.transport.route(conn, ev) else { continue };
                     if let SessionEvent::Closed(err) = &ev {
                         self.transport.log_session_end(conn, err.as_ref());
                         self.with_app(|app, ctx| {
@@ -324,6 +409,13 @@ impl<A: App> Node<A> {
                     } else {
                         self.with_app(|app, ctx| app.on_session_event(ctx, conn, ev));
                     }
+                }
+            }
+            let dirty_procs: Vec<ProcId> = self.transport.dirty_procs.iter().copied().collect();
+            for proc in dirty_procs {
+                if let Some(result) = self.transport.finish_proc_if_done(proc) {
+                    delivered = true;
+                    self.with_app(|app, ctx| app.on_process_done(ctx, proc, result));
                 }
             }
             self.with_app(|app, ctx| app.poll(ctx));
@@ -350,6 +442,7 @@ impl Transport {
 
     fn has_pending_events(&self) -> bool {
         self.dirty.iter().any(|c| self.conns.get(c).is_some_and(|c| c.session.has_events()))
+            || self.dirty_procs.iter().any(|p| self.procs.get(p).is_some_and(Proc::is_done))
     }
 
     fn log(&mut self, level: Level, message: String) {
@@ -366,8 +459,204 @@ impl Transport {
         }
     }
 
-    /// Emits interest changes and closes connections whose sessions are done.
+    /// Sends a connection's incoming stream to the process it feeds; returns the
+    /// events the app should see.
+    fn route(&mut self, conn: ConnId, ev: SessionEvent) -> Option<SessionEvent> {
+        let Some(proc) = self.conns.get(&conn).and_then(|c| c.feeds) else { return Some(ev) };
+        match &ev {
+            SessionEvent::StreamData(data) => {
+                if let Some(p) = self.procs.get_mut(&proc) {
+                    if p.stdin_open {
+                        p.queue_stdin(data.clone());
+                        self.dirty_procs.insert(proc);
+                        return None;
+                    }
+                }
+                // The process no longer reads: drop the bytes, but give the
+                // credit back so the sender is not stuck before the response.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session.stream_consumed(data.len());
+                }
+                None
+            }
+            SessionEvent::StreamEnd => {
+                self.end_stdin(proc);
+                Some(ev)
+            }
+            SessionEvent::StreamAborted(_) | SessionEvent::Closed(_) => {
+                // An incomplete stream must not be taken for a complete one: the
+                // process is stopped rather than given end of input.
+                self.kill(proc);
+                Some(ev)
+            }
+            _ => Some(ev),
+        }
+    }
+
+    fn end_stdin(&mut self, proc: ProcId) {
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.stdin_ending = true;
+            self.dirty_procs.insert(proc);
+        }
+    }
+
+    pub(super) fn kill(&mut self, proc: ProcId) {
+        if let Some(p) = self.procs.get_mut(&proc) {
+            if !p.killed && p.status.is_none() {
+                p.killed = true;
+                self.outputs.push_back(Output::Action(Action::Kill(proc)));
+            }
+        }
+    }
+
+    fn on_read(&mut self, io: IoId, n: usize) -> Result<(), InputError> {
+        let now = self.now.mono;
+        match io {
+            IoId::Conn(conn) => {
+                let c = self.conns.get_mut(&conn).ok_or(InputError::UnknownConn(conn))?;
+                c.session.handle_read(now, n);
+                self.dirty.insert(conn);
+            }
+            IoId::Stdout(proc) => {
+                let p = self.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+                self.dirty_procs.insert(proc);
+                if n == 0 {
+                    p.stdout_open = false;
+                    return Ok(());
+                }
+                let chunk = p.take_stdout(n);
+                match p.stdout_to {
+                    StdoutTo::Collect => p.collect(&chunk),
+                    StdoutTo::Null => {}
+                    StdoutTo::Stream(conn) => {
+                        let sent = self
+                            .conns
+                            .get_mut(&conn)
+                            .map(|c| c.session.send_stream_data(now, chunk).is_ok());
+                        self.dirty.insert(conn);
+                        if sent != Some(true) {
+                            // The stream is gone (cancelled, connection lost).
+                            self.kill(proc);
+                        }
+                    }
+                }
+            }
+            IoId::Stderr(proc) => {
+                let p = self.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+                if n == 0 {
+                    p.stderr_open = false;
+                } else {
+                    p.commit_stderr(n);
+                }
+                self.dirty_procs.insert(proc);
+            }
+            IoId::Stdin(proc) => return Err(InputError::UnknownProc(proc)),
+        }
+        Ok(())
+    }
+
+    fn on_written(&mut self, io: IoId, n: usize) -> Result<(), InputError> {
+        match io {
+            IoId::Conn(conn) => {
+                let c = self.conns.get_mut(&conn).ok_or(InputError::UnknownConn(conn))?;
+                c.session.handle_written(self.now.mono, n);
+                self.dirty.insert(conn);
+            }
+            IoId::Stdin(proc) => {
+                let p = self.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+                p.advance_stdin(n);
+                if let StdinFrom::Stream(conn) = p.stdin_from {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.session.stream_consumed(n);
+                        self.dirty.insert(conn);
+                    }
+                }
+                self.dirty_procs.insert(proc);
+            }
+            IoId::Stdout(proc) | IoId::Stderr(proc) => return Err(InputError::UnknownProc(proc)),
+        }
+        Ok(())
+    }
+
+    fn on_io_error(&mut self, io: IoId, error: String) -> Result<(), InputError> {
+        match io {
+            IoId::Conn(conn) => {
+                let c = self.conns.get_mut(&conn).ok_or(InputError::UnknownConn(conn))?;
+                c.session.handle_io_error(self.now.mono, error);
+                self.dirty.insert(conn);
+            }
+            IoId::Stdin(proc) | IoId::Stdout(proc) | IoId::Stderr(proc) => {
+                let p = self.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+                match io {
+                    // The reader went away (a failing `zfs receive`): its exit
+                    // status and stderr will say why.
+                    IoId::Stdin(_) => {
+                        p.stdin_open = false;
+                        p.stdin_queue.clear();
+                        p.stdin_queued = 0;
+                    }
+                    IoId::Stdout(_) => p.stdout_open = false,
+                    _ => p.stderr_open = false,
+                }
+                self.dirty_procs.insert(proc);
+            }
+        }
+        Ok(())
+    }
+
+    /// When a process has exited and its output is read, ends the stream it fed,
+    /// forgets it, and returns what the app should learn.
+    fn finish_proc_if_done(&mut self, proc: ProcId) -> Option<ProcessResult> {
+        if !self.procs.get(&proc)?.is_done() {
+            return None;
+        }
+        let mut p = self.procs.remove(&proc)?;
+        self.dirty_procs.remove(&proc);
+        let result = p.result()?;
+        let now = self.now.mono;
+        if let StdoutTo::Stream(conn) = p.stdout_to {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if c.session.has_outbound_stream() {
+                    // Only a clean exit makes the stream complete; anything else
+                    // aborts it so the receiver discards what it got.
+                    let _ = if result.status.success() {
+                        c.session.end_stream(now)
+                    } else {
+                        let reason = format!(
+                            "`{}` failed ({}): {}",
+                            p.spec_text, result.status, result.stderr
+                        );
+                        c.session.abort_stream(now, &reason)
+                    };
+                }
+                self.dirty.insert(conn);
+            }
+        }
+        if let StdinFrom::Stream(conn) = p.stdin_from {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.feeds = None;
+            }
+        }
+        if let StdoutTo::Stream(conn) = p.stdout_to {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.fed_by = None;
+            }
+        }
+        self.log(
+            Level::Debug,
+            format!("`{}` finished: {}, {} bytes", p.spec_text, result.status, result.bytes),
+        );
+        Some(result)
+    }
+
+    /// Emits interest changes, closes what is done.
     fn flush_interest(&mut self) {
+        // Credit arriving on a connection may let its feeding process be read.
+        for conn in &self.dirty {
+            if let Some(proc) = self.conns.get(conn).and_then(|c| c.fed_by) {
+                self.dirty_procs.insert(proc);
+            }
+        }
         let dirty = std::mem::take(&mut self.dirty);
         for conn in dirty {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
@@ -375,18 +664,54 @@ impl Transport {
                 continue;
             }
             if c.session.should_drop() {
+                let feeds = c.feeds;
                 self.conns.remove(&conn);
                 self.outputs.push_back(Output::Action(Action::Close(conn)));
+                if let Some(proc) = feeds {
+                    self.kill(proc);
+                }
                 continue;
             }
             let want = (c.session.wants_read(), c.session.wants_write());
             if want != c.interest {
                 c.interest = want;
+                let (read, write) = want;
                 self.outputs.push_back(Output::Action(Action::Interest {
-                    conn,
-                    read: want.0,
-                    write: want.1,
+                    io: IoId::Conn(conn),
+                    read,
+                    write,
                 }));
+            }
+        }
+        let dirty_procs = std::mem::take(&mut self.dirty_procs);
+        for proc in dirty_procs {
+            let Some(p) = self.procs.get_mut(&proc) else { continue };
+            if p.stdin_open && p.stdin_ending && p.stdin_queue.is_empty() {
+                p.stdin_open = false;
+                self.outputs.push_back(Output::Action(Action::CloseStdin(proc)));
+            }
+            let stdout_capacity = match p.stdout_to {
+                StdoutTo::Stream(conn) => {
+                    self.conns.get(&conn).is_some_and(|c| c.session.stream_send_capacity() > 0)
+                }
+                StdoutTo::Collect | StdoutTo::Null => true,
+            };
+            let want = [
+                (false, p.stdin_open && !p.stdin_queue.is_empty()),
+                (p.stdout_open && stdout_capacity, false),
+                (p.stderr_open, false),
+            ];
+            let ios = [IoId::Stdin(proc), IoId::Stdout(proc), IoId::Stderr(proc)];
+            for i in 0..3 {
+                if want[i] != p.interest[i] {
+                    p.interest[i] = want[i];
+                    let (read, write) = want[i];
+                    self.outputs.push_back(Output::Action(Action::Interest {
+                        io: ios[i],
+                        read,
+                        write,
+                    }));
+                }
             }
         }
     }

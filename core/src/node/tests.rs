@@ -20,7 +20,8 @@ struct FakeDriver {
     closed: Vec<ConnId>,
     logs: Vec<String>,
     exit: Option<i32>,
-    interest: BTreeMap<ConnId, (bool, bool)>,
+    interest: BTreeMap<IoId, (bool, bool)>,
+    actions: Vec<Action>,
 }
 
 fn drain<A: App>(node: &mut Node<A>, d: &mut FakeDriver) {
@@ -30,10 +31,10 @@ fn drain<A: App>(node: &mut Node<A>, d: &mut FakeDriver) {
             Output::Action(Action::Listen { listener, .. }) => d.listener = Some(listener),
             Output::Action(Action::Connect { conn, .. }) => d.connecting.push(conn),
             Output::Action(Action::Close(c)) => d.closed.push(c),
-            Output::Action(Action::Interest { conn, read, write }) => {
-                d.interest.insert(conn, (read, write));
+            Output::Action(Action::Interest { io, read, write }) => {
+                d.interest.insert(io, (read, write));
             }
-            Output::Action(Action::Unlisten(_)) => {}
+            Output::Action(a) => d.actions.push(a),
             Output::Event(Event::Log { message, .. }) => d.logs.push(message),
             Output::Event(Event::Exit(code)) => d.exit = Some(code),
         }
@@ -49,20 +50,20 @@ fn shuttle<A: App, B: App>(
     t: Now,
 ) -> bool {
     let mut slices = [IoSlice::new(&[]); 32];
-    let n = a.io_slices(ac, &mut slices);
+    let n = a.io_slices(IoId::Conn(ac), &mut slices);
     let wire: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
     if wire.is_empty() {
         return false;
     }
     let mut pos = 0;
     while pos < wire.len() {
-        let Some(slot) = b.read_slot(bc) else { break };
+        let Some(slot) = b.read_slot(IoId::Conn(bc)) else { break };
         let k = slot.len().min(wire.len() - pos);
         slot[..k].copy_from_slice(&wire[pos..pos + k]);
-        b.handle_input(t, Input::Read { conn: bc, n: k }).unwrap();
+        b.handle_input(t, Input::Read { io: IoId::Conn(bc), n: k }).unwrap();
         pos += k;
     }
-    a.handle_input(t, Input::Written { conn: ac, n: pos }).unwrap();
+    a.handle_input(t, Input::Written { io: IoId::Conn(ac), n: pos }).unwrap();
     true
 }
 
@@ -145,16 +146,16 @@ fn garbage_peer_is_dropped_and_the_server_lives_on() {
     drain(&mut server, &mut sd);
     let listener = sd.listener.unwrap();
     let conn = server.accept(t, listener, "evil".into()).unwrap();
-    let slot = server.read_slot(conn).unwrap();
+    let slot = server.read_slot(IoId::Conn(conn)).unwrap();
     slot[..16].copy_from_slice(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03abcde");
-    server.handle_input(t, Input::Read { conn, n: 16 }).unwrap();
+    server.handle_input(t, Input::Read { io: IoId::Conn(conn), n: 16 }).unwrap();
     drain(&mut server, &mut sd);
     assert!(sd.logs.iter().any(|l| l.contains("not a zferry endpoint")), "{:?}", sd.logs);
     // The goodbye is queued; once flushed the connection is closed.
     let mut slices = [IoSlice::new(&[]); 8];
-    let n = server.io_slices(conn, &mut slices);
+    let n = server.io_slices(IoId::Conn(conn), &mut slices);
     let len: usize = slices[..n].iter().map(|s| s.len()).sum();
-    server.handle_input(t, Input::Written { conn, n: len }).unwrap();
+    server.handle_input(t, Input::Written { io: IoId::Conn(conn), n: len }).unwrap();
     drain(&mut server, &mut sd);
     assert_eq!(sd.closed, vec![conn]);
     assert_eq!(sd.exit, None, "the server keeps serving");
@@ -170,14 +171,14 @@ fn unknown_handles_are_input_errors() {
         t,
     );
     assert_eq!(
-        node.handle_input(t, Input::Read { conn: ConnId(99), n: 1 }),
+        node.handle_input(t, Input::Read { io: IoId::Conn(ConnId(99)), n: 1 }),
         Err(InputError::UnknownConn(ConnId(99)))
     );
     assert_eq!(
         node.handle_input(t, Input::Listening { listener: ListenerId(42), local: String::new() }),
         Err(InputError::UnknownListener(ListenerId(42)))
     );
-    assert!(node.read_slot(ConnId(99)).is_none());
+    assert!(node.read_slot(IoId::Conn(ConnId(99))).is_none());
 }
 
 #[test]
@@ -202,4 +203,201 @@ fn timeouts_reach_sessions() {
     server.handle_input(later, Input::Timeout).unwrap();
     drain(&mut server, &mut sd);
     assert!(sd.logs.iter().any(|l| l.contains("no handshake")), "{:?}", sd.logs);
+}
+
+/// A test app: the client sends one streamed request fed by a process's stdout;
+/// the server pipes the stream into a process's stdin and answers at its exit.
+#[derive(Default)]
+struct PipeApp {
+    serve: bool,
+    conn: Option<ConnId>,
+    proc: Option<ProcId>,
+    done: Vec<ProcessResult>,
+    answered: Option<Result<(), String>>,
+}
+
+struct Pipe;
+impl crate::rpc::Method for Pipe {
+    const NAME: &'static str = "test.pipe";
+    type Request = ();
+    type Response = u64;
+}
+
+impl App for PipeApp {
+    fn start(&mut self, ctx: &mut AppCtx<'_>) {
+        if self.serve {
+            ctx.listen(Endpoint::Tcp("x:1".into()));
+        } else {
+            self.conn = Some(ctx.connect(Endpoint::Tcp("x:1".into())));
+        }
+    }
+    fn on_listen_failed(&mut self, _: &mut AppCtx<'_>, _: ListenerId, _: &str) {}
+    fn on_session_event(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, event: SessionEvent) {
+        let now = ctx.now().mono;
+        let spec = |name: &str| ProcessSpec {
+            argv: vec![name.into()],
+            env: vec![],
+            stdin: false,
+            stdout: false,
+        };
+        match event {
+            SessionEvent::Established { .. } if !self.serve => {
+                ctx.session(conn).unwrap().request::<Pipe>(now, &(), true).unwrap();
+                self.proc =
+                    Some(ctx.spawn(spec("producer"), StdoutTo::Stream(conn), StdinFrom::Null));
+            }
+            SessionEvent::Request(_) => {
+                self.conn = Some(conn);
+                self.proc =
+                    Some(ctx.spawn(spec("consumer"), StdoutTo::Null, StdinFrom::Stream(conn)));
+            }
+            SessionEvent::Response(r) => {
+                self.answered = Some(r.decode::<Pipe>().map(|_| ()).map_err(|e| e.to_string()))
+            }
+            _ => {}
+        }
+    }
+    fn on_conn_closed(&mut self, _: &mut AppCtx<'_>, _: ConnId, _: Option<String>) {}
+    fn on_process_done(&mut self, ctx: &mut AppCtx<'_>, _proc: ProcId, result: ProcessResult) {
+        if self.serve {
+            let now = ctx.now().mono;
+            let conn = self.conn.unwrap();
+            let answer = if result.status.success() {
+                Ok(&result.bytes)
+            } else {
+                Err(crate::rpc::RemoteError::new(
+                    crate::rpc::RemoteErrorKind::Failed,
+                    result.stderr.clone(),
+                ))
+            };
+            ctx.session(conn).unwrap().respond::<Pipe>(now, answer, false).unwrap();
+        }
+        self.done.push(result);
+    }
+    fn on_shutdown(&mut self, _: &mut AppCtx<'_>) {}
+    fn exit_code(&self) -> Option<i32> {
+        None
+    }
+}
+
+/// Runs the pipe scenario; the producer writes `total` bytes, then exits with
+/// `producer_status`. Returns both apps and the bytes the consumer got.
+fn run_pipe(total: usize, producer_status: ExitStatus) -> (PipeApp, PipeApp, Vec<u8>) {
+    let t = now(0);
+    let config = SessionConfig { stream_window: 64 * 1024, ..SessionConfig::default() };
+    let mut server = Node::new(PipeApp { serve: true, ..PipeApp::default() }, config.clone(), t);
+    let mut sd = FakeDriver::default();
+    drain(&mut server, &mut sd);
+    let listener = sd.listener.unwrap();
+    server.handle_input(t, Input::Listening { listener, local: "x:1".into() }).unwrap();
+    let mut client = Node::new(PipeApp::default(), config, t);
+    let mut cd = FakeDriver::default();
+    drain(&mut client, &mut cd);
+    let cc = cd.connecting[0];
+    let sc = server.accept(t, listener, "peer".into()).unwrap();
+    client.handle_input(t, Input::Connected(cc)).unwrap();
+
+    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let (mut produced, mut consumed) = (0, Vec::new());
+    let mut producer_exited = false;
+    let mut consumer_exited = false;
+    let mut max_in_flight = 0;
+    for _ in 0..100_000 {
+        drain(&mut client, &mut cd);
+        drain(&mut server, &mut sd);
+        let mut progress = shuttle(&mut client, cc, &mut server, sc, t)
+            | shuttle(&mut server, sc, &mut client, cc, t);
+        // The producer writes whenever the node offers a slot.
+        if let Some(p) = client.app().proc {
+            if produced < total {
+                if let Some(slot) = client.read_slot(IoId::Stdout(p)) {
+                    let k = slot.len().min(total - produced).min(10_000);
+                    slot[..k].copy_from_slice(&data[produced..produced + k]);
+                    client.handle_input(t, Input::Read { io: IoId::Stdout(p), n: k }).unwrap();
+                    produced += k;
+                    progress = true;
+                }
+            } else if !producer_exited {
+                producer_exited = true;
+                for io in [IoId::Stdout(p), IoId::Stderr(p)] {
+                    client.handle_input(t, Input::Read { io, n: 0 }).unwrap();
+                }
+                client.handle_input(t, Input::Exited { proc: p, status: producer_status }).unwrap();
+                progress = true;
+            }
+        }
+        // The consumer reads slowly: at most 3000 bytes per turn.
+        if let Some(p) = server.app().proc {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let n = server.io_slices(IoId::Stdin(p), &mut slices);
+            let chunk: Vec<u8> =
+                slices[..n].iter().flat_map(|s| s.iter().copied()).take(3000).collect();
+            if !chunk.is_empty() {
+                consumed.extend_from_slice(&chunk);
+                server
+                    .handle_input(t, Input::Written { io: IoId::Stdin(p), n: chunk.len() })
+                    .unwrap();
+                progress = true;
+            }
+            max_in_flight = max_in_flight.max(produced - consumed.len());
+            let stdin_closed = server_stdin_closed(&sd);
+            let killed = sd_killed(&sd);
+            if (stdin_closed || killed) && !consumer_exited {
+                consumer_exited = true;
+                for io in [IoId::Stdout(p), IoId::Stderr(p)] {
+                    server.handle_input(t, Input::Read { io, n: 0 }).unwrap();
+                }
+                let status = if killed { ExitStatus::Signal(9) } else { ExitStatus::Code(0) };
+                server.handle_input(t, Input::Exited { proc: p, status }).unwrap();
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    assert!(
+        max_in_flight <= 64 * 1024 + 300 * 1024,
+        "credit bounds bytes in flight: {max_in_flight}"
+    );
+    let (c, s) = (std::mem::take(&mut client.app), std::mem::take(&mut server.app));
+    (c, s, consumed)
+}
+
+fn server_stdin_closed(d: &FakeDriver) -> bool {
+    d.actions.iter().any(|a| matches!(a, Action::CloseStdin(_)))
+}
+
+fn sd_killed(d: &FakeDriver) -> bool {
+    d.actions.iter().any(|a| matches!(a, Action::Kill(_)))
+}
+
+#[test]
+fn process_stdout_streams_into_a_remote_stdin() {
+    let total = 1_000_003;
+    let (client, server, consumed) = run_pipe(total, ExitStatus::Code(0));
+    assert_eq!(consumed.len(), total);
+    assert!(
+        consumed.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+        "bytes arrive intact, in order"
+    );
+    assert_eq!(
+        server.done[0].status,
+        ExitStatus::Code(0),
+        "stdin closed at stream end, not killed"
+    );
+    assert_eq!(server.done[0].bytes, total as u64);
+    assert_eq!(client.answered, Some(Ok(())));
+}
+
+#[test]
+fn a_failing_sender_aborts_and_the_receiver_is_stopped() {
+    let (client, server, consumed) = run_pipe(200_000, ExitStatus::Code(1));
+    assert!(consumed.len() <= 200_000);
+    assert_eq!(
+        server.done[0].status,
+        ExitStatus::Signal(9),
+        "an aborted stream kills the consumer"
+    );
+    assert!(matches!(client.answered, Some(Err(_))), "{:?}", client.answered);
 }

@@ -2,5 +2,7 @@
 //! processes whose log lines a test can wait for.
 
 pub mod proc;
+pub mod zfs;
 
 pub use proc::{binaries, Binary, Child};
+pub use zfs::{Flavor, Pool, ZfsEnv};

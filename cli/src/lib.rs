@@ -6,10 +6,12 @@ mod args;
 mod clock;
 pub mod process;
 mod report;
+mod signals;
 
 pub use args::{Cli, Command, ProbeCommand};
 pub use clock::Clock;
 pub use report::Report;
+pub use signals::shutdown_signals;
 
 use std::process::ExitCode;
 

@@ -31,6 +31,8 @@ const READS_PER_TURN: usize = 16;
 const MAX_IOVECS: usize = 64;
 /// How often to check for the exit of a child whose pipes are all closed.
 const REAP_INTERVAL: Duration = Duration::from_millis(2);
+/// Outside the node's handle space (handles are shifted left by two bits).
+const SIGNALS: Token = Token(usize::MAX);
 
 fn token(io: IoId) -> Token {
     let (id, kind) = match io {
@@ -78,13 +80,18 @@ struct Loop<A: App> {
     /// Sockets and pipes to read without waiting for an edge.
     read_again: BTreeSet<IoId>,
     deadline: Option<zferry_core::time::Instant>,
+    signals: mio::net::UnixStream,
 }
 
 impl Driver for MioDriver {
     fn run<A: App + 'static>(node: Node<A>, clock: Clock, report: Report) -> io::Result<i32> {
+        let poll = Poll::new()?;
+        let mut signals = mio::net::UnixStream::from_std(zferry_cli::shutdown_signals()?);
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut lp = Loop {
             node,
-            poll: Poll::new()?,
+            poll,
+            signals,
             clock,
             report,
             listeners: BTreeMap::new(),
@@ -133,6 +140,12 @@ impl<A: App> Loop<A> {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
+                if event.token() == SIGNALS {
+                    let mut buf = [0u8; 64];
+                    while matches!(self.signals.read(&mut buf), Ok(n) if n > 0) {}
+                    self.input(Input::Shutdown)?;
+                    continue;
+                }
                 if self.listeners.contains_key(&ListenerId((event.token().0 >> 2) as u64))
                     && event.token().0 & 3 == 0
                 {

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::process::{Child, ExitCode};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -128,6 +129,8 @@ impl Driver for SmolDriver {
             })
         });
         ex.spawn(timer_task(Rc::downgrade(&state), timer_rx)).detach();
+        let signals = Async::new(zferry_cli::shutdown_signals()?)?;
+        ex.spawn(signal_task(Rc::downgrade(&state), signals)).detach();
         state.borrow_mut().drain();
         let code = smol::block_on(ex.run(async { exit_rx.recv().await }));
         let mut st = state.borrow_mut();
@@ -471,6 +474,18 @@ async fn reap_task<A: App + 'static>(state: Weak<RefCell<State<A>>>, proc: ProcI
             }
         }
         Timer::after(REAP_INTERVAL).await;
+    }
+}
+
+async fn signal_task<A: App + 'static>(state: Weak<RefCell<State<A>>>, signals: Async<UnixStream>) {
+    loop {
+        if signals.readable().await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        while matches!(signals.get_ref().read(&mut buf), Ok(n) if n > 0) {}
+        let Some(state) = state.upgrade() else { return };
+        state.borrow_mut().input(Input::Shutdown);
     }
 }
 

@@ -87,3 +87,16 @@ fn unreachable_server_is_a_clear_error() {
         client.wait_for_line("cannot connect to tcp://127.0.0.1:", T);
     }
 }
+
+#[test]
+fn sigterm_and_sigint_shut_down_cleanly() {
+    for bin in binaries() {
+        for sig in ["TERM", "INT"] {
+            let (mut server, _) = serve(bin, false);
+            server.signal(sig);
+            let status = server.wait(T);
+            assert_eq!(status.code(), Some(0), "{bin:?} on SIG{sig}");
+            server.wait_for_line("shutting down", T);
+        }
+    }
+}

@@ -136,6 +136,15 @@ impl Child {
         &self.seen
     }
 
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), self.inner.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{}: could not send SIG{name}", self.label);
+    }
+
     pub fn kill(&mut self) {
         let _ = self.inner.kill();
         let _ = self.inner.wait();

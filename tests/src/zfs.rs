@@ -41,7 +41,9 @@ pub fn run(program: &str, args: &[&str]) -> Ran {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         },
-        Err(e) => Ran { ok: false, stdout: String::new(), stderr: format!("cannot run {program}: {e}") },
+        Err(e) => {
+            Ran { ok: false, stdout: String::new(), stderr: format!("cannot run {program}: {e}") }
+        }
     }
 }
 
@@ -62,7 +64,8 @@ impl ZfsEnv {
             return Err(format!("no usable ZFS here (`zpool list`: {})", list.stderr.trim()));
         }
         let flavor = if run("zfs", &["version"]).ok { Flavor::OpenZfs } else { Flavor::ZfsFuse };
-        let vdev_dir = std::env::var_os("ZFERRY_TEST_VDEV_DIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+        let vdev_dir = std::env::var_os("ZFERRY_TEST_VDEV_DIR")
+            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
         Ok(ZfsEnv { flavor, vdev_dir })
     }
 
@@ -107,7 +110,8 @@ impl Pool {
     /// Writes a file into the mounted dataset `pool/rel`.
     pub fn write(&self, rel: &str, file: &str, data: &[u8]) {
         let dir = if rel.is_empty() { self.mountpoint.clone() } else { self.mountpoint.join(rel) };
-        std::fs::write(dir.join(file), data).unwrap_or_else(|e| panic!("write {}/{file}: {e}", dir.display()));
+        std::fs::write(dir.join(file), data)
+            .unwrap_or_else(|e| panic!("write {}/{file}: {e}", dir.display()));
     }
 
     pub fn snapshot(&self, rel: &str, snap: &str) {
@@ -117,7 +121,10 @@ impl Pool {
     /// Snapshot names of `pool/rel`, oldest first.
     pub fn snapshots(&self, rel: &str) -> Vec<String> {
         let fs = self.path(rel);
-        let out = run("zfs", &["list", "-H", "-o", "name", "-t", "snapshot", "-s", "createtxg", "-r", &fs]);
+        let out = run(
+            "zfs",
+            &["list", "-H", "-o", "name", "-t", "snapshot", "-s", "createtxg", "-r", &fs],
+        );
         if !out.ok {
             return Vec::new();
         }
@@ -129,9 +136,12 @@ impl Pool {
 
     /// The guid of `pool/rel@snap`.
     pub fn guid(&self, rel: &str, snap: &str) -> String {
-        must("zfs", &["get", "-H", "-p", "-o", "value", "guid", &format!("{}@{snap}", self.path(rel))])
-            .trim()
-            .to_owned()
+        must(
+            "zfs",
+            &["get", "-H", "-p", "-o", "value", "guid", &format!("{}@{snap}", self.path(rel))],
+        )
+        .trim()
+        .to_owned()
     }
 
     pub fn exists(&self, rel: &str) -> bool {

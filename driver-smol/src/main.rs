@@ -147,7 +147,9 @@ impl Driver for SmolDriver {
 }
 
 fn resolve(endpoint: &Endpoint) -> io::Result<std::net::SocketAddr> {
-    let Endpoint::Tcp(addr) = endpoint;
+    let Endpoint::Tcp(addr) = endpoint else {
+        return Err(io::Error::other(format!("{endpoint} is in-process; the node handles it")));
+    };
     addr.to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
     })

@@ -39,6 +39,20 @@ pub trait App {
     fn exit_code(&self) -> Option<i32>;
 }
 
+fn new_conn(t: &Transport, role: Role, peer: String, socket: bool) -> Conn {
+    Conn {
+        session: Session::new(role, t.session_config.clone(), t.now.mono),
+        // An in-process connection is connected from the start.
+        connected: !socket,
+        peer,
+        interest: (false, false),
+        feeds: None,
+        fed_by: None,
+        local_peer: None,
+        in_process: !socket,
+    }
+}
+
 /// What an app may do: open and close connections, use their sessions, log.
 #[derive(Debug)]
 pub struct AppCtx<'a> {
@@ -71,22 +85,37 @@ impl AppCtx<'_> {
     }
 
     /// Opens a client connection; its session starts once the socket connects.
+    /// A [`Endpoint::Local`] connection is made at once, to this node's own
+    /// listener of that name, or fails if there is none.
     pub fn connect(&mut self, endpoint: Endpoint) -> ConnId {
         let conn = ConnId(self.transport.alloc_id());
-        let now = self.transport.now.mono;
-        let session = Session::new(Role::Client, self.transport.session_config.clone(), now);
-        self.transport.conns.insert(
-            conn,
-            Conn {
-                session,
-                connected: false,
-                peer: endpoint.to_string(),
-                interest: (false, false),
-                feeds: None,
-                fed_by: None,
-            },
-        );
-        self.transport.outputs.push_back(Output::Action(Action::Connect { conn, endpoint }));
+        let t = &mut *self.transport;
+        let local = matches!(endpoint, Endpoint::Local(_));
+        let client = new_conn(t, Role::Client, endpoint.to_string(), !local);
+        t.conns.insert(conn, client);
+        if !local {
+            t.outputs.push_back(Output::Action(Action::Connect { conn, endpoint }));
+            return conn;
+        }
+        let listener = t.listeners.iter().find(|(_, l)| l.endpoint == endpoint).map(|(id, _)| *id);
+        match listener {
+            Some(listener) => {
+                let server = ConnId(t.alloc_id());
+                let mut s = new_conn(t, Role::Server, format!("local client {}", conn.0), false);
+                s.local_peer = Some(conn);
+                t.conns.insert(server, s);
+                if let Some(c) = t.conns.get_mut(&conn) {
+                    c.local_peer = Some(server);
+                }
+                t.dirty.insert(conn);
+                t.dirty.insert(server);
+                t.local_accepts.push_back((listener, server));
+            }
+            None => {
+                t.conns.remove(&conn);
+                t.local_failures.push_back((conn, format!("no local listener named {endpoint}")));
+            }
+        }
         conn
     }
 

@@ -25,12 +25,16 @@ pub enum IoId {
 pub enum Endpoint {
     /// `host:port`, resolved by the driver.
     Tcp(String),
+    /// In-process, by listener name: both ends live in this node and no driver
+    /// is involved (zrepl's `local` transport).
+    Local(String),
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Endpoint::Local(name) => write!(f, "local:{name}"),
         }
     }
 }

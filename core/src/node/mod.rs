@@ -160,6 +160,10 @@ struct Conn {
     feeds: Option<ProcId>,
     /// The process whose stdout feeds this connection's outgoing stream.
     fed_by: Option<ProcId>,
+    /// The other end of an in-process connection, while it lives.
+    local_peer: Option<ConnId>,
+    /// In-process: no socket, so the driver never hears of this connection.
+    in_process: bool,
 }
 
 #[derive(Debug)]
@@ -176,9 +180,15 @@ pub struct Transport {
     listeners: BTreeMap<ListenerId, Listener>,
     procs: BTreeMap<ProcId, Proc>,
     outputs: VecDeque<Output>,
+    /// In-process events for the app, delivered on the next settle: accepted
+    /// local connections and local connects that found no listener.
+    local_accepts: VecDeque<(ListenerId, ConnId)>,
+    local_failures: VecDeque<(ConnId, String)>,
     /// Connections and processes whose state changed since outputs were computed.
     dirty: BTreeSet<ConnId>,
     dirty_procs: BTreeSet<ProcId>,
+    /// Connections changed while interest was being flushed; seen next time.
+    dirty_later: Vec<ConnId>,
     next_id: u64,
     session_config: SessionConfig,
     now: Now,
@@ -199,8 +209,11 @@ impl<A: App> Node<A> {
                 listeners: BTreeMap::new(),
                 procs: BTreeMap::new(),
                 outputs: VecDeque::new(),
+                local_accepts: VecDeque::new(),
+                local_failures: VecDeque::new(),
                 dirty: BTreeSet::new(),
                 dirty_procs: BTreeSet::new(),
+                dirty_later: Vec::new(),
                 next_id: 1,
                 session_config,
                 now,
@@ -302,6 +315,8 @@ impl<A: App> Node<A> {
                 interest: (false, false),
                 feeds: None,
                 fed_by: None,
+                local_peer: None,
+                in_process: false,
             },
         );
         self.transport.dirty.insert(conn);
@@ -393,7 +408,34 @@ impl<A: App> Node<A> {
     /// then turns state changes into actions. Each pass consumes events or stops.
     fn settle(&mut self) {
         loop {
-            let mut delivered = false;
+            self.settle_events();
+            self.transport.flush_interest();
+            if self.transport.dirty_later.is_empty() {
+                break;
+            }
+            let later = std::mem::take(&mut self.transport.dirty_later);
+            self.transport.dirty.extend(later);
+        }
+        if !self.exited {
+            if let Some(code) = self.app.exit_code() {
+                self.exited = true;
+                self.transport.outputs.push_back(Output::Event(Event::Exit(code)));
+            }
+        }
+    }
+
+    fn settle_events(&mut self) {
+        loop {
+            let mut delivered = self.transport.shuttle_local();
+            while let Some((listener, conn)) = self.transport.local_accepts.pop_front() {
+                delivered = true;
+                let peer = format!("local client {}", conn.0);
+                self.with_app(|app, ctx| app.on_accept(ctx, listener, conn, &peer));
+            }
+            while let Some((conn, error)) = self.transport.local_failures.pop_front() {
+                delivered = true;
+                self.with_app(|app, ctx| app.on_conn_closed(ctx, conn, Some(error)));
+            }
             let dirty: Vec<ConnId> = self.transport.dirty.iter().copied().collect();
             for conn in dirty {
                 while let Some(ev) =
@@ -423,13 +465,6 @@ impl<A: App> Node<A> {
                 break;
             }
         }
-        self.transport.flush_interest();
-        if !self.exited {
-            if let Some(code) = self.app.exit_code() {
-                self.exited = true;
-                self.transport.outputs.push_back(Output::Event(Event::Exit(code)));
-            }
-        }
     }
 }
 
@@ -440,9 +475,58 @@ impl Transport {
         id
     }
 
+    /// Moves bytes between the two ends of in-process connections until neither
+    /// has anything queued; true if any moved.
+    fn shuttle_local(&mut self) -> bool {
+        let now = self.now.mono;
+        let mut moved_any = false;
+        loop {
+            let mut moved = false;
+            let pairs: Vec<(ConnId, ConnId)> =
+                self.conns.iter().filter_map(|(id, c)| c.local_peer.map(|p| (*id, p))).collect();
+            for (from, to) in pairs {
+                let mut chunk = Vec::new();
+                if let Some(c) = self.conns.get(&from) {
+                    let mut slices = [IoSlice::new(&[]); 16];
+                    let n = c.session.io_slices(&mut slices);
+                    for s in &slices[..n] {
+                        chunk.extend_from_slice(s);
+                    }
+                }
+                if chunk.is_empty() {
+                    continue;
+                }
+                let mut pos = 0;
+                if let Some(peer) = self.conns.get_mut(&to) {
+                    while pos < chunk.len() {
+                        let Some(slot) = peer.session.read_slot() else { break };
+                        let k = slot.len().min(chunk.len() - pos);
+                        slot[..k].copy_from_slice(&chunk[pos..pos + k]);
+                        peer.session.handle_read(now, k);
+                        pos += k;
+                    }
+                }
+                if let Some(c) = self.conns.get_mut(&from) {
+                    // What the peer could not take (it closed) is dropped with it.
+                    c.session.handle_written(now, chunk.len());
+                }
+                self.dirty.insert(from);
+                self.dirty.insert(to);
+                moved = true;
+            }
+            if !moved {
+                return moved_any;
+            }
+            moved_any = true;
+        }
+    }
+
     fn has_pending_events(&self) -> bool {
         self.dirty.iter().any(|c| self.conns.get(c).is_some_and(|c| c.session.has_events()))
             || self.dirty_procs.iter().any(|p| self.procs.get(p).is_some_and(Proc::is_done))
+            || !self.local_accepts.is_empty()
+            || !self.local_failures.is_empty()
+            || self.conns.values().any(|c| c.local_peer.is_some() && c.session.wants_write())
     }
 
     fn log(&mut self, level: Level, message: String) {
@@ -665,15 +749,24 @@ impl Transport {
             }
             if c.session.should_drop() {
                 let feeds = c.feeds;
+                let (local_peer, in_process) = (c.local_peer, c.in_process);
                 self.conns.remove(&conn);
-                self.outputs.push_back(Output::Action(Action::Close(conn)));
+                if !in_process {
+                    self.outputs.push_back(Output::Action(Action::Close(conn)));
+                }
+                // The other end sees end of stream, as a socket's would.
+                if let Some(p) = local_peer.and_then(|peer| self.conns.get_mut(&peer)) {
+                    p.local_peer = None;
+                    p.session.handle_read(self.now.mono, 0);
+                    self.dirty_later.extend(local_peer);
+                }
                 if let Some(proc) = feeds {
                     self.kill(proc);
                 }
                 continue;
             }
             let want = (c.session.wants_read(), c.session.wants_write());
-            if want != c.interest {
+            if want != c.interest && !c.in_process {
                 c.interest = want;
                 let (read, write) = want;
                 self.outputs.push_back(Output::Action(Action::Interest {

@@ -401,3 +401,88 @@ fn a_failing_sender_aborts_and_the_receiver_is_stopped() {
     );
     assert!(matches!(client.answered, Some(Err(_))), "{:?}", client.answered);
 }
+
+/// One app serving and calling itself over an in-process connection.
+#[derive(Default)]
+struct LoopbackApp {
+    client: Option<ConnId>,
+    accepted: Vec<ConnId>,
+    answer: Option<u64>,
+    closed: Vec<(ConnId, Option<String>)>,
+    target: String,
+}
+
+impl App for LoopbackApp {
+    fn start(&mut self, ctx: &mut AppCtx<'_>) {
+        ctx.listen(Endpoint::Local("sink".into()));
+        self.client = Some(ctx.connect(Endpoint::Local(self.target.clone())));
+    }
+    fn on_listen_failed(&mut self, _: &mut AppCtx<'_>, _: ListenerId, _: &str) {}
+    fn on_accept(&mut self, _: &mut AppCtx<'_>, _: ListenerId, conn: ConnId, _: &str) {
+        self.accepted.push(conn);
+    }
+    fn on_session_event(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, event: SessionEvent) {
+        let now = ctx.now().mono;
+        match event {
+            SessionEvent::Established { .. } if Some(conn) == self.client => {
+                ctx.session(conn).unwrap().request::<Pipe>(now, &(), false).unwrap();
+            }
+            SessionEvent::Request(_) => {
+                ctx.session(conn).unwrap().respond::<Pipe>(now, Ok(&42), false).unwrap()
+            }
+            SessionEvent::Response(r) => {
+                self.answer = r.decode::<Pipe>().ok();
+                ctx.close(conn, "done");
+            }
+            _ => {}
+        }
+    }
+    fn on_conn_closed(&mut self, _: &mut AppCtx<'_>, conn: ConnId, error: Option<String>) {
+        self.closed.push((conn, error));
+    }
+    fn on_shutdown(&mut self, _: &mut AppCtx<'_>) {}
+    fn exit_code(&self) -> Option<i32> {
+        None
+    }
+}
+
+#[test]
+fn in_process_connections_need_no_driver() {
+    let mut node = Node::new(
+        LoopbackApp { target: "sink".into(), ..LoopbackApp::default() },
+        SessionConfig::default(),
+        now(0),
+    );
+    let mut d = FakeDriver::default();
+    drain(&mut node, &mut d);
+    assert_eq!(node.app().answer, Some(42));
+    assert!(
+        d.actions.is_empty()
+            && d.connecting.is_empty()
+            && d.closed.is_empty()
+            && d.interest.is_empty(),
+        "the driver saw nothing"
+    );
+    assert_eq!(node.app().accepted.len(), 1);
+    let closed = &node.app().closed;
+    assert_eq!(closed.len(), 2, "both ends closed: {closed:?}");
+    assert!(closed.iter().all(|(_, e)| e.is_none()), "gracefully: {closed:?}");
+    assert_eq!(node.connection_count(), 0);
+}
+
+#[test]
+fn in_process_connect_without_listener_fails_clearly() {
+    let mut node = Node::new(
+        LoopbackApp { target: "nowhere".into(), ..LoopbackApp::default() },
+        SessionConfig::default(),
+        now(0),
+    );
+    let mut d = FakeDriver::default();
+    drain(&mut node, &mut d);
+    let closed = &node.app().closed;
+    assert_eq!(closed.len(), 1);
+    assert!(
+        closed[0].1.as_deref().is_some_and(|e| e.contains("no local listener named local:nowhere")),
+        "{closed:?}"
+    );
+}

@@ -1,0 +1,82 @@
+//! The calls between an active job (push, pull) and its passive peer (sink,
+//! source). Each is declared once; the RPC layer needs nothing else.
+//!
+//! Paths on the wire are always the *sender's* dataset paths: a sink maps them
+//! under its receive root itself, and refuses any that would leave it, so a client
+//! can never name a dataset outside its own subtree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rpc::Method;
+use crate::zfs::{DatasetPath, FilesystemVersion};
+
+/// What one side knows of one filesystem it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesystemState {
+    /// The sender's path of this filesystem.
+    pub path: DatasetPath,
+    /// A placeholder: created by zferry (or zrepl) to hold children, no data.
+    pub placeholder: bool,
+    /// A partially received stream can be resumed with this token.
+    pub resume_token: Option<String>,
+}
+
+/// Lists the filesystems the peer holds for this job: a source, those its filter
+/// selects; a sink, those under the client's receive root.
+#[derive(Debug)]
+pub struct ListFilesystems;
+
+impl Method for ListFilesystems {
+    const NAME: &'static str = "zferry.ListFilesystems";
+    type Request = ();
+    type Response = Vec<FilesystemState>;
+}
+
+/// The snapshots and bookmarks of one filesystem, oldest first.
+#[derive(Debug)]
+pub struct ListVersions;
+
+impl Method for ListVersions {
+    const NAME: &'static str = "zferry.ListVersions";
+    type Request = DatasetPath;
+    type Response = Vec<FilesystemVersion>;
+}
+
+/// One step of replication: from `from` (none for a full send) to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub filesystem: DatasetPath,
+    pub from: Option<FilesystemVersion>,
+    pub to: FilesystemVersion,
+    /// Send every snapshot between `from` and `to` (`zfs send -I`).
+    pub intermediate: bool,
+    /// Resume a partial receive instead of starting the step afresh.
+    pub resume_token: Option<String>,
+}
+
+/// Push: the client streams a `zfs send` of the step; the sink receives it.
+#[derive(Debug)]
+pub struct Receive;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveRequest {
+    pub step: StepSpec,
+    /// The target is a placeholder that this full stream replaces.
+    pub replace_placeholder: bool,
+}
+
+impl Method for Receive {
+    const NAME: &'static str = "zferry.Receive";
+    type Request = ReceiveRequest;
+    type Response = ();
+}
+
+/// Pull: the source answers with the `zfs send` stream of the step.
+#[derive(Debug)]
+pub struct Send;
+
+impl Method for Send {
+    const NAME: &'static str = "zferry.Send";
+    type Request = StepSpec;
+    type Response = ();
+}

@@ -11,6 +11,7 @@
 //! replication planning ([`plan`]) over the [`zfs`] model.
 
 pub mod frame;
+pub mod job;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

@@ -1,0 +1,3 @@
+//! Replication jobs: push and pull (active), sink and source (passive).
+
+pub mod protocol;

@@ -4,6 +4,7 @@
 
 mod args;
 mod clock;
+pub mod net;
 pub mod process;
 mod report;
 mod signals;

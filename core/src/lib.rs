@@ -11,9 +11,9 @@
 //! replication planning ([`plan`]) over the [`zfs`] model.
 
 pub mod frame;
-pub mod job;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod job;
 pub mod limits;
 pub mod node;
 pub mod plan;

@@ -7,16 +7,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSlice, Read, Write};
-use std::net::ToSocketAddrs;
 use std::process::{Child, ExitCode};
 use std::time::Duration;
 
-use mio::net::{TcpListener, TcpStream};
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Token};
+use zferry_cli::net::{self, Target};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::node::{
-    Action, App, ConnId, Endpoint, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
+    Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
 
 fn main() -> ExitCode {
@@ -54,8 +55,74 @@ fn io_of(t: Token) -> IoId {
     }
 }
 
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Socket::Tcp(s) => s,
+            Socket::Unix(s) => s,
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write_vectored(bufs),
+            Socket::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    /// Whether a non-blocking connect has finished, and how.
+    fn connect_result(&mut self) -> Option<io::Error> {
+        match self {
+            Socket::Tcp(s) => match s.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => s.peer_addr().err(),
+            },
+            Socket::Unix(s) => s.take_error().unwrap_or_else(Some),
+        }
+    }
+}
+
+enum Acceptor {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Acceptor {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Acceptor::Tcp(l) => l,
+            Acceptor::Unix(l) => l,
+        }
+    }
+
+    fn accept(&self) -> io::Result<(Socket, String)> {
+        match self {
+            Acceptor::Tcp(l) => {
+                let (s, peer) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok((Socket::Tcp(s), peer.to_string()))
+            }
+            Acceptor::Unix(l) => {
+                l.accept().map(|(s, _)| (Socket::Unix(s), "unix client".to_owned()))
+            }
+        }
+    }
+}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Socket,
     connected: bool,
 }
 
@@ -72,7 +139,7 @@ struct Loop<A: App> {
     poll: Poll,
     clock: Clock,
     report: Report,
-    listeners: BTreeMap<ListenerId, TcpListener>,
+    listeners: BTreeMap<ListenerId, Acceptor>,
     conns: BTreeMap<ConnId, Conn>,
     procs: BTreeMap<ProcId, Proc>,
     /// Sockets and pipes the node wants written.
@@ -111,13 +178,25 @@ impl Driver for MioDriver {
     }
 }
 
-fn resolve(endpoint: &Endpoint) -> io::Result<std::net::SocketAddr> {
-    let Endpoint::Tcp(addr) = endpoint else {
-        return Err(io::Error::other(format!("{endpoint} is in-process; the node handles it")));
-    };
-    addr.to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
-    })
+fn bind(target: Target) -> io::Result<(Acceptor, String)> {
+    match target {
+        Target::Tcp(addr) => {
+            let l = TcpListener::bind(addr)?;
+            let local = l.local_addr()?.to_string();
+            Ok((Acceptor::Tcp(l), local))
+        }
+        Target::Unix(path) => {
+            let l = UnixListener::from_std(net::bind_unix(&path)?);
+            Ok((Acceptor::Unix(l), path.display().to_string()))
+        }
+    }
+}
+
+fn connect(target: Target) -> io::Result<Socket> {
+    match target {
+        Target::Tcp(addr) => TcpStream::connect(addr).map(Socket::Tcp),
+        Target::Unix(path) => Ok(Socket::Unix(UnixStream::from_std(net::connect_unix(&path)?))),
+    }
 }
 
 impl<A: App> Loop<A> {
@@ -205,40 +284,32 @@ impl<A: App> Loop<A> {
 
     fn execute(&mut self, action: Action) -> io::Result<()> {
         match action {
-            Action::Listen { listener, endpoint } => {
-                match resolve(&endpoint).and_then(TcpListener::bind) {
-                    Ok(mut l) => {
-                        let local = l.local_addr()?.to_string();
-                        let t = Token((listener.0 as usize) << 2);
-                        self.poll.registry().register(&mut l, t, Interest::READABLE)?;
-                        self.listeners.insert(listener, l);
-                        self.input(Input::Listening { listener, local })?;
-                    }
-                    Err(e) => self.input(Input::ListenFailed { listener, error: e.to_string() })?,
+            Action::Listen { listener, endpoint } => match net::resolve(&endpoint).and_then(bind) {
+                Ok((mut l, local)) => {
+                    let t = Token((listener.0 as usize) << 2);
+                    self.poll.registry().register(l.source(), t, Interest::READABLE)?;
+                    self.listeners.insert(listener, l);
+                    self.input(Input::Listening { listener, local })?;
                 }
-            }
+                Err(e) => self.input(Input::ListenFailed { listener, error: e.to_string() })?,
+            },
             Action::Unlisten(listener) => {
                 if let Some(mut l) = self.listeners.remove(&listener) {
-                    self.poll.registry().deregister(&mut l)?;
+                    self.poll.registry().deregister(l.source())?;
                 }
             }
-            Action::Connect { conn, endpoint } => {
-                match resolve(&endpoint).and_then(TcpStream::connect) {
-                    Ok(mut stream) => {
-                        let interest = Interest::READABLE | Interest::WRITABLE;
-                        self.poll.registry().register(
-                            &mut stream,
-                            token(IoId::Conn(conn)),
-                            interest,
-                        )?;
-                        self.conns.insert(conn, Conn { stream, connected: false });
-                    }
-                    Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() })?,
+            Action::Connect { conn, endpoint } => match net::resolve(&endpoint).and_then(connect) {
+                Ok(mut stream) => {
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    let t = token(IoId::Conn(conn));
+                    self.poll.registry().register(stream.source(), t, interest)?;
+                    self.conns.insert(conn, Conn { stream, connected: false });
                 }
-            }
+                Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() })?,
+            },
             Action::Close(conn) => {
                 if let Some(mut c) = self.conns.remove(&conn) {
-                    let _ = self.poll.registry().deregister(&mut c.stream);
+                    let _ = self.poll.registry().deregister(c.stream.source());
                 }
                 self.forget(IoId::Conn(conn));
             }
@@ -334,12 +405,11 @@ impl<A: App> Loop<A> {
                     return Ok(());
                 }
             };
-            let Some(conn) = self.node.accept(self.clock.now(), listener, peer.to_string()) else {
+            let Some(conn) = self.node.accept(self.clock.now(), listener, peer) else {
                 continue;
             };
-            stream.set_nodelay(true)?;
             let interest = Interest::READABLE | Interest::WRITABLE;
-            self.poll.registry().register(&mut stream, token(IoId::Conn(conn)), interest)?;
+            self.poll.registry().register(stream.source(), token(IoId::Conn(conn)), interest)?;
             self.conns.insert(conn, Conn { stream, connected: true });
             self.drain()?;
         }
@@ -350,21 +420,19 @@ impl<A: App> Loop<A> {
             let Some(c) = self.conns.get_mut(&conn) else { return Ok(()) };
             if !c.connected {
                 // A non-blocking connect finished, one way or the other.
-                let failed = match c.stream.take_error() {
-                    Ok(Some(e)) | Err(e) => Some(e),
-                    Ok(None) => c.stream.peer_addr().err(),
-                };
-                if let Some(e) = failed {
+                if let Some(e) = c.stream.connect_result() {
                     if e.kind() == io::ErrorKind::NotConnected {
                         return Ok(()); // Spurious wakeup: still connecting.
                     }
                     if let Some(mut c) = self.conns.remove(&conn) {
-                        let _ = self.poll.registry().deregister(&mut c.stream);
+                        let _ = self.poll.registry().deregister(c.stream.source());
                     }
                     return self.input(Input::ConnectFailed { conn, error: e.to_string() });
                 }
                 c.connected = true;
-                c.stream.set_nodelay(true)?;
+                if let Socket::Tcp(s) = &c.stream {
+                    s.set_nodelay(true)?;
+                }
                 return self.input(Input::Connected(conn));
             }
         }

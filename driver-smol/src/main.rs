@@ -10,18 +10,19 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, ExitCode};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use smol::channel::{self, Receiver, Sender};
 use smol::{Async, LocalExecutor, Timer};
+use zferry_cli::net::{self, Target};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::node::{
-    Action, App, ConnId, Endpoint, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
+    Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
 use zferry_core::time::Instant;
 
@@ -39,6 +40,7 @@ const REAP_INTERVAL: Duration = Duration::from_millis(2);
 /// A socket or a pipe; both are read and written through shared references.
 enum Handle {
     Tcp(Async<TcpStream>),
+    Unix(Async<UnixStream>),
     Pipe(Async<File>),
 }
 
@@ -46,6 +48,7 @@ impl Handle {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Handle::Tcp(s) => s.get_ref().read(buf),
+            Handle::Unix(s) => s.get_ref().read(buf),
             Handle::Pipe(f) => f.get_ref().read(buf),
         }
     }
@@ -53,6 +56,7 @@ impl Handle {
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Handle::Tcp(s) => s.get_ref().write_vectored(bufs),
+            Handle::Unix(s) => s.get_ref().write_vectored(bufs),
             Handle::Pipe(f) => f.get_ref().write_vectored(bufs),
         }
     }
@@ -60,6 +64,7 @@ impl Handle {
     async fn readable(&self) -> io::Result<()> {
         match self {
             Handle::Tcp(s) => s.readable().await,
+            Handle::Unix(s) => s.readable().await,
             Handle::Pipe(f) => f.readable().await,
         }
     }
@@ -67,6 +72,7 @@ impl Handle {
     async fn writable(&self) -> io::Result<()> {
         match self {
             Handle::Tcp(s) => s.writable().await,
+            Handle::Unix(s) => s.writable().await,
             Handle::Pipe(f) => f.writable().await,
         }
     }
@@ -146,13 +152,36 @@ impl Driver for SmolDriver {
     }
 }
 
-fn resolve(endpoint: &Endpoint) -> io::Result<std::net::SocketAddr> {
-    let Endpoint::Tcp(addr) = endpoint else {
-        return Err(io::Error::other(format!("{endpoint} is in-process; the node handles it")));
-    };
-    addr.to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
-    })
+enum Acceptor {
+    Tcp(Async<TcpListener>),
+    Unix(Async<UnixListener>),
+}
+
+impl Acceptor {
+    async fn accept(&self) -> io::Result<(Handle, String)> {
+        match self {
+            Acceptor::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                s.get_ref().set_nodelay(true)?;
+                Ok((Handle::Tcp(s), peer.to_string()))
+            }
+            Acceptor::Unix(l) => Ok((Handle::Unix(l.accept().await?.0), "unix client".to_owned())),
+        }
+    }
+}
+
+fn bind(target: Target) -> io::Result<(Acceptor, String)> {
+    match target {
+        Target::Tcp(addr) => {
+            let l = Async::<TcpListener>::bind(addr)?;
+            let local = l.get_ref().local_addr()?.to_string();
+            Ok((Acceptor::Tcp(l), local))
+        }
+        Target::Unix(path) => {
+            let l = Async::new(net::bind_unix(&path)?)?;
+            Ok((Acceptor::Unix(l), path.display().to_string()))
+        }
+    }
 }
 
 fn pipe(fd: impl Into<OwnedFd>) -> io::Result<Handle> {
@@ -196,31 +225,38 @@ impl<A: App + 'static> State<A> {
 
     fn execute(&mut self, action: Action) {
         match action {
-            Action::Listen { listener, endpoint } => {
-                match resolve(&endpoint).and_then(Async::<TcpListener>::bind) {
-                    Ok(l) => {
-                        let local =
-                            l.get_ref().local_addr().map(|a| a.to_string()).unwrap_or_default();
-                        let task = self.ex.spawn(accept_task(self.me.clone(), listener, l));
-                        self.listeners.insert(listener, task);
-                        self.input(Input::Listening { listener, local });
-                    }
-                    Err(e) => self.input(Input::ListenFailed { listener, error: e.to_string() }),
+            Action::Listen { listener, endpoint } => match net::resolve(&endpoint).and_then(bind) {
+                Ok((l, local)) => {
+                    let task = self.ex.spawn(accept_task(self.me.clone(), listener, l));
+                    self.listeners.insert(listener, task);
+                    self.input(Input::Listening { listener, local });
                 }
-            }
+                Err(e) => self.input(Input::ListenFailed { listener, error: e.to_string() }),
+            },
             Action::Unlisten(listener) => {
                 self.listeners.remove(&listener);
             }
-            Action::Connect { conn, endpoint } => match resolve(&endpoint) {
-                Ok(addr) => self.ex.spawn(connect_task(self.me.clone(), conn, addr)).detach(),
+            Action::Connect { conn, endpoint } => match net::resolve(&endpoint) {
+                Ok(Target::Tcp(addr)) => {
+                    self.ex.spawn(connect_task(self.me.clone(), conn, addr)).detach()
+                }
+                Ok(Target::Unix(path)) => match net::connect_unix(&path).and_then(Async::new) {
+                    Ok(s) => {
+                        self.add_io(IoId::Conn(conn), Handle::Unix(s), true, true);
+                        self.input(Input::Connected(conn));
+                    }
+                    Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() }),
+                },
                 Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() }),
             },
             Action::Close(conn) => {
                 if let Some(e) = self.ios.remove(&IoId::Conn(conn)) {
                     // Wakes the reader (EOF) and ends the writer (channel closed);
                     // both then drop their handles and the socket closes.
-                    if let Handle::Tcp(s) = &*e.handle {
-                        let _ = s.get_ref().shutdown(std::net::Shutdown::Both);
+                    match &*e.handle {
+                        Handle::Tcp(s) => drop(s.get_ref().shutdown(std::net::Shutdown::Both)),
+                        Handle::Unix(s) => drop(s.get_ref().shutdown(std::net::Shutdown::Both)),
+                        Handle::Pipe(_) => {}
                     }
                 }
             }
@@ -365,18 +401,17 @@ impl<A: App + 'static> State<A> {
 async fn accept_task<A: App + 'static>(
     state: Weak<RefCell<State<A>>>,
     listener: ListenerId,
-    l: Async<TcpListener>,
+    l: Acceptor,
 ) {
     loop {
         let accepted = l.accept().await;
         let Some(state) = state.upgrade() else { return };
         let mut st = state.borrow_mut();
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((handle, peer)) => {
                 let now = st.clock.now();
-                if let Some(conn) = st.node.accept(now, listener, peer.to_string()) {
-                    let _ = stream.get_ref().set_nodelay(true);
-                    st.add_io(IoId::Conn(conn), Handle::Tcp(stream), true, true);
+                if let Some(conn) = st.node.accept(now, listener, peer) {
+                    st.add_io(IoId::Conn(conn), handle, true, true);
                 }
                 st.drain();
             }

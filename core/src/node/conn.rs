@@ -25,6 +25,8 @@ pub enum IoId {
 pub enum Endpoint {
     /// `host:port`, resolved by the driver.
     Tcp(String),
+    /// A unix socket path (the daemon's control socket).
+    Unix(String),
     /// In-process, by listener name: both ends live in this node and no driver
     /// is involved (zrepl's `local` transport).
     Local(String),
@@ -34,6 +36,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix:{path}"),
             Endpoint::Local(name) => write!(f, "local:{name}"),
         }
     }

@@ -20,6 +20,9 @@ impl Report {
     pub fn event(&mut self, event: Event) {
         match event {
             Event::Log { level, message } => self.log(level, &message),
+            Event::Print(text) => {
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }
             Event::Exit(code) => self.exit = Some(code),
         }
     }

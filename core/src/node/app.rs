@@ -166,6 +166,11 @@ impl AppCtx<'_> {
         self.transport.conns.keys().copied().collect()
     }
 
+    /// Prints a line for the user on stdout.
+    pub fn print(&mut self, text: impl Into<String>) {
+        self.transport.outputs.push_back(Output::Event(Event::Print(text.into())));
+    }
+
     pub fn log(&mut self, level: Level, message: impl Into<String>) {
         self.transport
             .outputs

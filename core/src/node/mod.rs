@@ -122,6 +122,8 @@ pub enum Event {
         level: Level,
         message: String,
     },
+    /// Output for the user on stdout (`zferry status`), as opposed to the log.
+    Print(String),
     /// The node has finished its work; the process should exit with this code.
     Exit(i32),
 }

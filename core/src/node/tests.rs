@@ -35,7 +35,9 @@ fn drain<A: App>(node: &mut Node<A>, d: &mut FakeDriver) {
                 d.interest.insert(io, (read, write));
             }
             Output::Action(a) => d.actions.push(a),
-            Output::Event(Event::Log { message, .. }) => d.logs.push(message),
+            Output::Event(Event::Log { message, .. } | Event::Print(message)) => {
+                d.logs.push(message)
+            }
             Output::Event(Event::Exit(code)) => d.exit = Some(code),
         }
     }

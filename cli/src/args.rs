@@ -29,6 +29,9 @@ pub enum ProbeCommand {
         /// Exit after answering one probe.
         #[arg(long)]
         once: bool,
+        /// Pipe each probe's stream into this command instead of checking it.
+        #[arg(last = true)]
+        command: Vec<String>,
     },
     /// Stream bytes to a probe server and verify what it received.
     Send {
@@ -38,5 +41,8 @@ pub enum ProbeCommand {
         /// How many bytes to stream.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         bytes: u64,
+        /// Stream this command's output instead of a test pattern.
+        #[arg(last = true)]
+        command: Vec<String>,
     },
 }

@@ -35,12 +35,14 @@ pub fn main<D: Driver>() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.verbose;
     let result = match cli.command {
-        Command::Probe(ProbeCommand::Serve { listen, once }) => {
-            let mode = ProbeMode::Serve { endpoint: Endpoint::Tcp(listen), once };
+        Command::Probe(ProbeCommand::Serve { listen, once, command }) => {
+            let command = (!command.is_empty()).then_some(command);
+            let mode = ProbeMode::Serve { endpoint: Endpoint::Tcp(listen), once, command };
             run::<D>(Probe::new(mode), verbose)
         }
-        Command::Probe(ProbeCommand::Send { connect, bytes }) => {
-            let mode = ProbeMode::Send { endpoint: Endpoint::Tcp(connect), bytes };
+        Command::Probe(ProbeCommand::Send { connect, bytes, command }) => {
+            let command = (!command.is_empty()).then_some(command);
+            let mode = ProbeMode::Send { endpoint: Endpoint::Tcp(connect), bytes, command };
             run::<D>(Probe::new(mode), verbose)
         }
     };

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::node::{App, AppCtx, ConnId, Endpoint, Level, ListenerId};
+use crate::node::{
+    App, AppCtx, ConnId, Endpoint, Level, ListenerId, ProcId, ProcessResult, ProcessSpec,
+    StdinFrom, StdoutTo,
+};
 use crate::rpc::{Method, RemoteError, RemoteErrorKind, SessionEvent};
 use crate::time::Instant;
 
@@ -102,10 +105,16 @@ const BLOCK_LEN: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeMode {
-    /// Answer probes until shut down, or after the first one with `once`.
-    Serve { endpoint: Endpoint, once: bool },
-    /// Send `bytes` to the server at `endpoint` and check its answer.
-    Send { endpoint: Endpoint, bytes: u64 },
+    /// Answer probes until shut down, or after the first one with `once`. With a
+    /// command, each probe's stream is piped into a new run of it instead.
+    Serve { endpoint: Endpoint, once: bool, command: Option<Vec<String>> },
+    /// Send `bytes` to the server at `endpoint` and check its answer. With a
+    /// command, its output is sent instead and only the byte count is checked.
+    Send { endpoint: Endpoint, bytes: u64, command: Option<Vec<String>> },
+}
+
+fn command_spec(argv: &[String]) -> ProcessSpec {
+    ProcessSpec { argv: argv.to_vec(), env: Vec::new(), stdin: false, stdout: false }
 }
 
 /// Outcome of a probe run, kept for the driver's report.
@@ -131,6 +140,10 @@ pub struct Probe {
     outcome: Option<ProbeOutcome>,
     served: u64,
     shutting_down: bool,
+    /// Server: the command consuming each connection's stream.
+    consumers: BTreeMap<ProcId, ConnId>,
+    /// Client: how the command producing our stream ended.
+    produced: Option<ProcessResult>,
 }
 
 impl Probe {
@@ -147,6 +160,8 @@ impl Probe {
             outcome: None,
             served: 0,
             shutting_down: false,
+            consumers: BTreeMap::new(),
+            produced: None,
         }
     }
 
@@ -180,7 +195,13 @@ impl Probe {
                 }
                 match req.decode::<ProbeCall>() {
                     Ok(_) if req.stream => {
-                        self.receiving.insert(conn, StreamDigest::default());
+                        if let ProbeMode::Serve { command: Some(argv), .. } = &self.mode {
+                            let spec = command_spec(argv);
+                            let proc = ctx.spawn(spec, StdoutTo::Null, StdinFrom::Stream(conn));
+                            self.consumers.insert(proc, conn);
+                        } else {
+                            self.receiving.insert(conn, StreamDigest::default());
+                        }
                     }
                     Ok(_) => {
                         let err = RemoteError::new(
@@ -212,6 +233,7 @@ impl Probe {
                 ctx.log(Level::Info, format!("probe received {} bytes", summary.bytes));
             }
             SessionEvent::StreamAborted(reason) => {
+                ctx.log(Level::Warn, format!("probe stream aborted by the client: {reason}"));
                 self.receiving.remove(&conn);
                 if let Some(s) = ctx.session(conn) {
                     let err = RemoteError::new(
@@ -237,10 +259,18 @@ impl Probe {
                     return;
                 }
                 self.started = Some(now);
-                self.block = pattern_block(BLOCK_LEN);
+                if let ProbeMode::Send { command: Some(argv), .. } = &self.mode {
+                    ctx.spawn(command_spec(argv), StdoutTo::Stream(conn), StdinFrom::Null);
+                } else {
+                    self.block = pattern_block(BLOCK_LEN);
+                }
             }
             SessionEvent::Response(resp) => {
-                let expected = self.sent_digest.finish();
+                let expected = match &self.produced {
+                    // Bytes through commands cannot be digested here: count them.
+                    Some(p) => ProbeSummary { bytes: p.bytes, digest: 0 },
+                    None => self.sent_digest.finish(),
+                };
                 let outcome = match resp.decode::<ProbeCall>() {
                     Ok(got) if got == expected => {
                         let nanos =
@@ -326,9 +356,38 @@ impl App for Probe {
         }
     }
 
+    fn on_process_done(&mut self, ctx: &mut AppCtx<'_>, proc: ProcId, result: ProcessResult) {
+        let now = ctx.now().mono;
+        if let Some(conn) = self.consumers.remove(&proc) {
+            let Some(s) = ctx.session(conn) else { return };
+            if result.status.success() {
+                let _ = s.respond::<ProbeCall>(
+                    now,
+                    Ok(&ProbeSummary { bytes: result.bytes, digest: 0 }),
+                    false,
+                );
+                self.served += 1;
+                ctx.log(
+                    Level::Info,
+                    format!("probe piped {} bytes into the command", result.bytes),
+                );
+            } else {
+                let why = format!("the command failed ({}): {}", result.status, result.stderr);
+                let _ =
+                    s.respond_error(now, RemoteError::new(RemoteErrorKind::Failed, why.clone()));
+                ctx.log(Level::Error, format!("probe: {why}"));
+            }
+            return;
+        }
+        if !result.status.success() {
+            self.fail(ctx, format!("the command failed ({}): {}", result.status, result.stderr));
+        }
+        self.produced = Some(result);
+    }
+
     fn poll(&mut self, ctx: &mut AppCtx<'_>) {
         let (Some(conn), None) = (self.conn, &self.outcome) else { return };
-        if self.started.is_none() {
+        if self.started.is_none() || matches!(self.mode, ProbeMode::Send { command: Some(_), .. }) {
             return;
         }
         let total = self.total();

@@ -10,10 +10,18 @@ use zferry_tests::{binaries, Binary, Child};
 const T: Duration = Duration::from_secs(60);
 
 fn serve(bin: Binary, once: bool) -> (Child, String) {
+    serve_into(bin, once, &[])
+}
+
+/// A probe server; with a command, each stream is piped into a run of it.
+fn serve_into(bin: Binary, once: bool, command: &[&str]) -> (Child, String) {
     let mut cmd = bin.command();
     cmd.args(["probe", "serve", "--listen", "127.0.0.1:0"]);
     if once {
         cmd.arg("--once");
+    }
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
     }
     let mut server = Child::spawn(&format!("{}-server", bin.name()), cmd);
     let line = server.wait_for_line("listening on ", T);
@@ -25,6 +33,16 @@ fn send(bin: Binary, addr: &str, bytes: u64) -> Child {
     let mut cmd = bin.command();
     cmd.args(["probe", "send", "--connect", addr, "--bytes", &bytes.to_string()]);
     Child::spawn(&format!("{}-client", bin.name()), cmd)
+}
+
+fn send_from(bin: Binary, addr: &str, command: &[&str]) -> Child {
+    let mut cmd = bin.command();
+    cmd.args(["probe", "send", "--connect", addr, "--"]).args(command);
+    Child::spawn(&format!("{}-client", bin.name()), cmd)
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("zferry-transport-{}-{name}", std::process::id()))
 }
 
 #[test]
@@ -98,5 +116,59 @@ fn sigterm_and_sigint_shut_down_cleanly() {
             assert_eq!(status.code(), Some(0), "{bin:?} on SIG{sig}");
             server.wait_for_line("shutting down", T);
         }
+    }
+}
+
+#[test]
+fn process_output_is_piped_into_a_remote_process() {
+    let input = temp_path("in");
+    let data: Vec<u8> =
+        (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    for server_bin in binaries() {
+        for client_bin in binaries() {
+            let output = temp_path(&format!("out-{}-{}", server_bin.name(), client_bin.name()));
+            let sink = format!("cat > {}", output.display());
+            let (mut server, addr) = serve_into(server_bin, true, &["sh", "-c", &sink]);
+            let mut client = send_from(client_bin, &addr, &["cat", input.to_str().unwrap()]);
+            assert!(
+                client.wait(T).success(),
+                "{client_bin:?} -> {server_bin:?}: {:?}",
+                client.log()
+            );
+            assert!(server.wait(T).success(), "{server_bin:?}: {:?}", server.log());
+            let got = std::fs::read(&output).unwrap();
+            assert!(
+                got == data,
+                "{client_bin:?} -> {server_bin:?}: {} bytes arrived, {} sent",
+                got.len(),
+                data.len()
+            );
+            let _ = std::fs::remove_file(&output);
+        }
+    }
+    let _ = std::fs::remove_file(&input);
+}
+
+#[test]
+fn a_failing_command_on_either_side_fails_the_probe_with_its_message() {
+    for bin in binaries() {
+        let (mut server, addr) = serve_into(
+            bin,
+            false,
+            &["sh", "-c", "head -c 100 >/dev/null; echo disk full >&2; exit 3"],
+        );
+        let mut client = send_from(bin, &addr, &["head", "-c", "10000000", "/dev/zero"]);
+        assert_eq!(client.wait(T).code(), Some(1), "{bin:?}");
+        client.wait_for_line("the command failed (exit code 3): disk full", T);
+        server.kill();
+
+        let (mut server, addr) = serve_into(bin, false, &["sh", "-c", "cat >/dev/null"]);
+        let mut client =
+            send_from(bin, &addr, &["sh", "-c", "head -c 100000 /dev/zero; echo oops >&2; exit 4"]);
+        assert_eq!(client.wait(T).code(), Some(1), "{bin:?}");
+        client.wait_for_line("the command failed (exit code 4): oops", T);
+        server.wait_for_line("aborted", T);
+        server.kill();
     }
 }

@@ -74,7 +74,7 @@ fn probe_over_an_in_memory_wire() {
     let t = now(0);
     let endpoint = Endpoint::Tcp("127.0.0.1:0".into());
     let mut server = Node::new(
-        Probe::new(ProbeMode::Serve { endpoint: endpoint.clone(), once: true }),
+        Probe::new(ProbeMode::Serve { endpoint: endpoint.clone(), once: true, command: None }),
         SessionConfig::default(),
         t,
     );
@@ -85,7 +85,7 @@ fn probe_over_an_in_memory_wire() {
 
     let total = 20 * 1024 * 1024 + 3;
     let mut client = Node::new(
-        Probe::new(ProbeMode::Send { endpoint, bytes: total }),
+        Probe::new(ProbeMode::Send { endpoint, bytes: total, command: None }),
         SessionConfig::default(),
         t,
     );
@@ -117,7 +117,11 @@ fn probe_over_an_in_memory_wire() {
 fn refused_connection_fails_the_probe() {
     let t = now(0);
     let mut client = Node::new(
-        Probe::new(ProbeMode::Send { endpoint: Endpoint::Tcp("127.0.0.1:9".into()), bytes: 1 }),
+        Probe::new(ProbeMode::Send {
+            endpoint: Endpoint::Tcp("127.0.0.1:9".into()),
+            bytes: 1,
+            command: None,
+        }),
         SessionConfig::default(),
         t,
     );
@@ -140,7 +144,11 @@ fn refused_connection_fails_the_probe() {
 fn garbage_peer_is_dropped_and_the_server_lives_on() {
     let t = now(0);
     let mut server = Node::new(
-        Probe::new(ProbeMode::Serve { endpoint: Endpoint::Tcp("x:1".into()), once: false }),
+        Probe::new(ProbeMode::Serve {
+            endpoint: Endpoint::Tcp("x:1".into()),
+            once: false,
+            command: None,
+        }),
         SessionConfig::default(),
         t,
     );
@@ -168,7 +176,11 @@ fn garbage_peer_is_dropped_and_the_server_lives_on() {
 fn unknown_handles_are_input_errors() {
     let t = now(0);
     let mut node = Node::new(
-        Probe::new(ProbeMode::Serve { endpoint: Endpoint::Tcp("x:1".into()), once: false }),
+        Probe::new(ProbeMode::Serve {
+            endpoint: Endpoint::Tcp("x:1".into()),
+            once: false,
+            command: None,
+        }),
         SessionConfig::default(),
         t,
     );
@@ -187,7 +199,11 @@ fn unknown_handles_are_input_errors() {
 fn timeouts_reach_sessions() {
     let t = now(0);
     let mut server = Node::new(
-        Probe::new(ProbeMode::Serve { endpoint: Endpoint::Tcp("x:1".into()), once: false }),
+        Probe::new(ProbeMode::Serve {
+            endpoint: Endpoint::Tcp("x:1".into()),
+            once: false,
+            command: None,
+        }),
         SessionConfig::default(),
         t,
     );

@@ -1,3 +1,123 @@
-//! Replication jobs: push and pull (active), sink and source (passive).
+//! Replication jobs: push and pull (active), sink and source (passive), hosted
+//! by the [`Daemon`] app.
+//!
+//! Each job is its own state machine behind the [`Job`] trait. The daemon owns the
+//! node's connections, listeners and processes on the jobs' behalf and routes each
+//! event to the job that created the handle, so jobs never see each other's
+//! traffic.
 
+mod daemon;
 pub mod protocol;
+
+pub use daemon::{Daemon, DaemonMode};
+
+use std::collections::BTreeMap;
+
+use crate::control::{JobStatus, RunSummary};
+use crate::node::{
+    AppCtx, ConnId, Endpoint, Level, ListenerId, ProcId, ProcessResult, ProcessSpec, StdinFrom,
+    StdoutTo,
+};
+use crate::rpc::{Session, SessionEvent};
+use crate::time::{Instant, Now};
+
+/// One job's state machine. Every method gets a [`JobCtx`] whose handles are
+/// recorded as this job's; none of them may block.
+pub trait Job {
+    fn name(&self) -> &str;
+    /// push, sink, pull, source or snap.
+    fn kind(&self) -> &'static str;
+    fn start(&mut self, ctx: &mut JobCtx<'_, '_>);
+    /// A passive job serving an in-process (`local`) listener: `zferry run` of a
+    /// local push or pull needs it running in the same process.
+    fn serves_in_process(&self) -> bool {
+        false
+    }
+    fn on_accept(&mut self, _ctx: &mut JobCtx<'_, '_>, _conn: ConnId, _peer: &str) {}
+    fn on_session_event(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, event: SessionEvent);
+    fn on_conn_closed(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, error: Option<String>);
+    fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult);
+    fn on_timeout(&mut self, _ctx: &mut JobCtx<'_, '_>) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// Starts a cycle now (active jobs); passive jobs say why they cannot.
+    fn wakeup(&mut self, ctx: &mut JobCtx<'_, '_>) -> Result<(), String>;
+    /// Stop starting work; abort what runs. The daemon waits for `is_idle`.
+    fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>);
+    /// Nothing in flight: no cycle running, no process, no request being served.
+    fn is_idle(&self) -> bool;
+    fn status(&self) -> JobStatus;
+    /// How the last completed cycle went (active jobs).
+    fn last_run(&self) -> Option<&RunSummary> {
+        None
+    }
+}
+
+/// Which job owns a handle.
+pub(crate) type JobIndex = usize;
+
+/// The handles each job created, so the daemon can route events back.
+#[derive(Debug, Default)]
+pub(crate) struct Owners {
+    pub conns: BTreeMap<ConnId, JobIndex>,
+    pub listeners: BTreeMap<ListenerId, JobIndex>,
+    pub procs: BTreeMap<ProcId, JobIndex>,
+}
+
+/// A job's view of the node: like [`AppCtx`], with every new handle recorded as
+/// the job's own.
+#[derive(Debug)]
+pub struct JobCtx<'a, 'b> {
+    app: &'a mut AppCtx<'b>,
+    owners: &'a mut Owners,
+    job: JobIndex,
+}
+
+impl<'a, 'b> JobCtx<'a, 'b> {
+    pub(crate) fn new(app: &'a mut AppCtx<'b>, owners: &'a mut Owners, job: JobIndex) -> Self {
+        JobCtx { app, owners, job }
+    }
+
+    pub fn now(&self) -> Now {
+        self.app.now()
+    }
+
+    pub fn listen(&mut self, endpoint: Endpoint) -> ListenerId {
+        let l = self.app.listen(endpoint);
+        self.owners.listeners.insert(l, self.job);
+        l
+    }
+
+    pub fn connect(&mut self, endpoint: Endpoint) -> ConnId {
+        let c = self.app.connect(endpoint);
+        self.owners.conns.insert(c, self.job);
+        c
+    }
+
+    pub fn session(&mut self, conn: ConnId) -> Option<&mut Session> {
+        self.app.session(conn)
+    }
+
+    pub fn close(&mut self, conn: ConnId, reason: &str) {
+        self.app.close(conn, reason);
+    }
+
+    pub fn spawn(&mut self, spec: ProcessSpec, stdout: StdoutTo, stdin: StdinFrom) -> ProcId {
+        let p = self.app.spawn(spec, stdout, stdin);
+        self.owners.procs.insert(p, self.job);
+        p
+    }
+
+    pub fn kill(&mut self, proc: ProcId) {
+        self.app.kill(proc);
+    }
+
+    pub fn log(&mut self, level: Level, message: impl Into<String>) {
+        self.app.log(level, message);
+    }
+
+    pub fn print(&mut self, text: impl Into<String>) {
+        self.app.print(text);
+    }
+}

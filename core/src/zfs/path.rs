@@ -24,10 +24,34 @@ pub enum PathError {
     EmptyComponent { path: String },
     #[error("dataset path {path:?} contains {ch:?}, which ZFS does not allow in a dataset name")]
     BadChar { path: String, ch: char },
+    #[error("dataset path {path:?} has a component {component:?}, which ZFS reserves")]
+    ReservedComponent { path: String, component: String },
+    #[error("dataset path {path:?} does not start with a letter; ZFS pool names must")]
+    PoolNotLetter { path: String },
 }
 
-fn allowed_char(c: char) -> bool {
+/// The characters ZFS allows in a dataset, snapshot or bookmark name component
+/// (zfs_namecheck.c's `valid_char`, without the internal `%`).
+pub(crate) fn allowed_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | ' ')
+}
+
+fn check_component(path: &str, comp: &str) -> Result<(), PathError> {
+    if comp.is_empty() {
+        return Err(PathError::EmptyComponent { path: path.to_owned() });
+    }
+    if let Some(ch) = comp.chars().find(|c| !allowed_char(*c)) {
+        return Err(PathError::BadChar { path: path.to_owned(), ch });
+    }
+    // OpenZFS rejects `.` and `..` as components; they would also read as
+    // relative paths in any mountpoint derived from the name.
+    if comp == "." || comp == ".." {
+        return Err(PathError::ReservedComponent {
+            path: path.to_owned(),
+            component: comp.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl DatasetPath {
@@ -38,14 +62,15 @@ impl DatasetPath {
         if s.len() > MAX_NAME_LEN {
             return Err(PathError::TooLong { path: s.to_owned() });
         }
+        // A pool name starts with a letter (zpool rejects anything else). This also
+        // guarantees that no path handed to `zfs` as an argument starts with `-`
+        // and could be taken for an option.
+        if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return Err(PathError::PoolNotLetter { path: s.to_owned() });
+        }
         let mut components = Vec::new();
         for comp in s.split('/') {
-            if comp.is_empty() {
-                return Err(PathError::EmptyComponent { path: s.to_owned() });
-            }
-            if let Some(ch) = comp.chars().find(|c| !allowed_char(*c)) {
-                return Err(PathError::BadChar { path: s.to_owned(), ch });
-            }
+            check_component(s, comp)?;
             components.push(comp.to_owned());
         }
         Ok(DatasetPath { components })
@@ -80,13 +105,17 @@ impl DatasetPath {
         self.components.strip_prefix(prefix.components.as_slice())
     }
 
-    /// `self` with `tail` appended, checked again against the length limit.
+    /// `self` with `tail` appended; each new component and the length are checked.
     pub fn join(&self, tail: &[String]) -> Result<DatasetPath, PathError> {
         let mut components = self.components.clone();
         components.extend_from_slice(tail);
         let joined = DatasetPath { components };
-        if joined.to_string().len() > MAX_NAME_LEN {
-            return Err(PathError::TooLong { path: joined.to_string() });
+        let text = joined.to_string();
+        for comp in tail {
+            check_component(&text, comp)?;
+        }
+        if text.len() > MAX_NAME_LEN {
+            return Err(PathError::TooLong { path: text });
         }
         Ok(joined)
     }
@@ -121,5 +150,94 @@ impl TryFrom<String> for DatasetPath {
 impl From<DatasetPath> for String {
     fn from(p: DatasetPath) -> String {
         p.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> DatasetPath {
+        DatasetPath::parse(s).expect(s)
+    }
+
+    #[test]
+    fn parses_and_displays_round_trip() {
+        for s in ["pool", "pool/a", "pool/a/b", "zt-A/a/b", "p/with space/x:y.z_-"] {
+            assert_eq!(p(s).to_string(), s);
+        }
+        assert_eq!(p("pool/a/b").components(), ["pool", "a", "b"]);
+        assert_eq!(p("pool/a/b").depth(), 3);
+        assert_eq!(p("pool/a/b").pool(), "pool");
+    }
+
+    #[test]
+    fn rejects_bad_paths_naming_the_input() {
+        assert_eq!(DatasetPath::parse(""), Err(PathError::Empty));
+        let cases = [
+            ("pool/", PathError::EmptyComponent { path: "pool/".into() }),
+            ("pool//a", PathError::EmptyComponent { path: "pool//a".into() }),
+            ("pool/a@s", PathError::BadChar { path: "pool/a@s".into(), ch: '@' }),
+            ("pool/a#b", PathError::BadChar { path: "pool/a#b".into(), ch: '#' }),
+            ("pool/a%recv", PathError::BadChar { path: "pool/a%recv".into(), ch: '%' }),
+            ("pool/a\tb", PathError::BadChar { path: "pool/a\tb".into(), ch: '\t' }),
+            (
+                "pool/..",
+                PathError::ReservedComponent { path: "pool/..".into(), component: "..".into() },
+            ),
+            (
+                "pool/.",
+                PathError::ReservedComponent { path: "pool/.".into(), component: ".".into() },
+            ),
+            ("-pool/a", PathError::PoolNotLetter { path: "-pool/a".into() }),
+            ("1pool", PathError::PoolNotLetter { path: "1pool".into() }),
+            ("/pool", PathError::PoolNotLetter { path: "/pool".into() }),
+        ];
+        for (input, want) in cases {
+            assert_eq!(DatasetPath::parse(input), Err(want), "{input:?}");
+        }
+        let long = format!("p/{}", "a".repeat(MAX_NAME_LEN));
+        assert!(matches!(DatasetPath::parse(&long), Err(PathError::TooLong { .. })));
+        assert!(DatasetPath::parse(&"a".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn checked_on_zfs_fuse_a_component_may_start_with_a_dash() {
+        // `zfs create zt-A/-bad` succeeded on zfs-fuse 0.7.0: only the pool must
+        // start with a letter, so no full path can look like an option.
+        assert!(DatasetPath::parse("pool/-bad").is_ok());
+    }
+
+    #[test]
+    fn parent_prefix_and_join() {
+        assert_eq!(p("pool/a/b").parent(), Some(p("pool/a")));
+        assert_eq!(p("pool").parent(), None);
+        assert!(p("pool/a/b").has_prefix(&p("pool/a")));
+        assert!(p("pool/a").has_prefix(&p("pool/a")));
+        assert!(!p("pool/ab").has_prefix(&p("pool/a")));
+        let tail = p("src/x/y").strip_prefix(&p("src")).expect("prefix").to_vec();
+        assert_eq!(p("dst/r").join(&tail), Ok(p("dst/r/x/y")));
+        assert_eq!(p("pool").strip_prefix(&p("other")), None);
+    }
+
+    #[test]
+    fn join_rejects_components_that_would_change_the_path() {
+        let bad = ["a/b".to_owned()];
+        assert!(matches!(p("pool").join(&bad), Err(PathError::BadChar { ch: '/', .. })));
+        assert!(matches!(p("pool").join(&[String::new()]), Err(PathError::EmptyComponent { .. })));
+        assert!(matches!(
+            p("pool").join(&["..".to_owned()]),
+            Err(PathError::ReservedComponent { .. })
+        ));
+        let long = ["a".repeat(MAX_NAME_LEN)];
+        assert!(matches!(p("pool").join(&long), Err(PathError::TooLong { .. })));
+    }
+
+    #[test]
+    fn serde_is_a_checked_string() {
+        let bytes = postcard::to_allocvec(&p("pool/a")).expect("encode");
+        assert_eq!(postcard::from_bytes::<DatasetPath>(&bytes), Ok(p("pool/a")));
+        let bad = postcard::to_allocvec("pool//a").expect("encode");
+        assert!(postcard::from_bytes::<DatasetPath>(&bad).is_err());
     }
 }

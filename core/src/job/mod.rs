@@ -7,6 +7,8 @@
 //! traffic.
 
 mod daemon;
+mod receiver;
+pub mod zfsops;
 pub mod protocol;
 
 pub use daemon::{Daemon, DaemonMode};
@@ -111,6 +113,14 @@ impl<'a, 'b> JobCtx<'a, 'b> {
 
     pub fn kill(&mut self, proc: ProcId) {
         self.app.kill(proc);
+    }
+
+    pub fn feed_stdin(&mut self, proc: ProcId, data: bytes::Bytes) {
+        self.app.feed_stdin(proc, data);
+    }
+
+    pub fn end_stdin(&mut self, proc: ProcId) {
+        self.app.end_stdin(proc);
     }
 
     pub fn log(&mut self, level: Level, message: impl Into<String>) {

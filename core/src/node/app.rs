@@ -157,6 +157,22 @@ impl AppCtx<'_> {
         proc
     }
 
+    /// Queues bytes for a process's stdin, as if they came from its stream: for
+    /// stream data that arrived before the process was started.
+    pub fn feed_stdin(&mut self, proc: ProcId, data: bytes::Bytes) {
+        if let Some(p) = self.transport.procs.get_mut(&proc) {
+            if p.stdin_open && !data.is_empty() {
+                p.queue_stdin(data);
+                self.transport.dirty_procs.insert(proc);
+            }
+        }
+    }
+
+    /// The process's input is complete: its stdin closes once the queue is written.
+    pub fn end_stdin(&mut self, proc: ProcId) {
+        self.transport.end_stdin(proc);
+    }
+
     /// Kills a process; it is still reported through `on_process_done`.
     pub fn kill(&mut self, proc: ProcId) {
         self.transport.kill(proc);

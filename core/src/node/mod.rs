@@ -579,7 +579,7 @@ impl Transport {
         }
     }
 
-    fn end_stdin(&mut self, proc: ProcId) {
+    pub(super) fn end_stdin(&mut self, proc: ProcId) {
         if let Some(p) = self.procs.get_mut(&proc) {
             p.stdin_ending = true;
             self.dirty_procs.insert(proc);

@@ -1,1 +1,20 @@
 //! The replication planner: what to send, per filesystem, and never wrongly.
+//!
+//! - [`diff`]: where a receiver stands in the sender's history (matched by guid).
+//! - [`policy`]: the admin's choices (initial replication, snapshot filter, protection).
+//! - [`filter`]: which sender filesystems a job replicates.
+//! - [`steps`]: one filesystem's transfers, from its diff and the policies.
+
+pub mod diff;
+pub mod filter;
+pub mod policy;
+pub mod steps;
+
+pub use diff::{diff, Conflict, Diff, DiffError, ListingError, Side};
+pub use filter::{FilesystemFilter, FilterError};
+pub use policy::{
+    InitialReplication, Protection, SnapshotFilter, SnapshotFilterError, UnknownSetting,
+};
+pub use steps::{
+    plan, Idle, Plan, PlanError, ReplicationPolicy, ResumeInfo, Step, StepKind, StepMode,
+};

@@ -1,5 +1,6 @@
 //! The ZFS model: dataset paths, versions, typed commands and their output parsers.
 
+pub mod command;
 pub mod dialect;
 pub mod path;
 pub mod property;

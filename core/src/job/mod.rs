@@ -6,12 +6,18 @@
 //! event to the job that created the handle, so jobs never see each other's
 //! traffic.
 
+mod active;
+mod clients;
 mod daemon;
-mod receiver;
-pub mod zfsops;
 pub mod protocol;
+mod receiver;
+mod sink;
+pub mod zfsops;
 
+pub use active::{ActiveJob, ActiveSpec, Direction};
+pub use clients::ClientMap;
 pub use daemon::{Daemon, DaemonMode};
+pub use sink::{SinkJob, SinkSpec};
 
 use std::collections::BTreeMap;
 
@@ -91,8 +97,9 @@ impl<'a, 'b> JobCtx<'a, 'b> {
         l
     }
 
-    pub fn connect(&mut self, endpoint: Endpoint) -> ConnId {
-        let c = self.app.connect(endpoint);
+    /// Connects; an in-process listener learns `identity` as the client's name.
+    pub fn connect(&mut self, endpoint: Endpoint, identity: &str) -> ConnId {
+        let c = self.app.connect_as(endpoint, identity);
         self.owners.conns.insert(c, self.job);
         c
     }
@@ -129,5 +136,64 @@ impl<'a, 'b> JobCtx<'a, 'b> {
 
     pub fn print(&mut self, text: impl Into<String>) {
         self.app.print(text);
+    }
+}
+
+/// The installed `zfs` dialect, learned once per job from `zfs version`.
+#[derive(Debug, Default)]
+pub(crate) struct DialectProbe {
+    proc: Option<ProcId>,
+    result: Option<Result<crate::zfs::Dialect, String>>,
+}
+
+impl DialectProbe {
+    pub fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        if self.proc.is_none() && self.result.is_none() {
+            self.proc = Some(ctx.spawn(zfsops::version(), StdoutTo::Collect, StdinFrom::Null));
+        }
+    }
+
+    pub fn get(&self) -> Option<crate::zfs::Dialect> {
+        self.result.as_ref().and_then(|r| r.as_ref().ok().copied())
+    }
+
+    /// Why the dialect is unknown, for error messages.
+    pub fn error(&self) -> String {
+        match &self.result {
+            Some(Err(e)) => e.clone(),
+            _ => "the installed zfs is not known yet".to_owned(),
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.proc.is_some()
+    }
+
+    /// True if `proc` was the probe (now finished).
+    pub fn on_process_done(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        proc: ProcId,
+        result: &ProcessResult,
+        job: &str,
+    ) -> bool {
+        if self.proc != Some(proc) {
+            return false;
+        }
+        self.proc = None;
+        let code = match result.status {
+            crate::node::ExitStatus::Code(c) => Some(c),
+            crate::node::ExitStatus::Signal(_) => None,
+        };
+        let detected = crate::zfs::detect(code, &result.stdout, result.stderr.as_bytes())
+            .map_err(|e| e.to_string());
+        match &detected {
+            Ok(d) => ctx.log(Level::Debug, format!("job {job}: zfs is {d}")),
+            Err(e) => {
+                ctx.log(Level::Error, format!("job {job}: cannot use the installed zfs: {e}"))
+            }
+        }
+        self.result = Some(detected);
+        true
     }
 }

@@ -69,7 +69,8 @@ impl ReceiveTask {
         if chain.first() != Some(&root) {
             chain.insert(0, root.clone());
         }
-        let list = ctx.spawn(zfsops::list_datasets(dialect, &chain), StdoutTo::Collect, StdinFrom::Null);
+        let list =
+            ctx.spawn(zfsops::list_datasets(dialect, &chain), StdoutTo::Collect, StdinFrom::Null);
         ReceiveTask {
             dialect,
             root,
@@ -85,10 +86,6 @@ impl ReceiveTask {
             stream_aborted: None,
             result: None,
         }
-    }
-
-    pub fn conn(&self) -> ConnId {
-        self.conn
     }
 
     /// `Some` once finished: the bytes received, or why it failed.
@@ -143,14 +140,20 @@ impl ReceiveTask {
             Phase::Creating(_) => {
                 if !result.status.success() {
                     let which = self.to_create.front().map(ToString::to_string).unwrap_or_default();
-                    return self.finish(Err(format!("cannot create placeholder {which}: {}", result.stderr)));
+                    return self.finish(Err(format!(
+                        "cannot create placeholder {which}: {}",
+                        result.stderr
+                    )));
                 }
                 self.to_create.pop_front();
                 self.next_creation(ctx);
             }
             Phase::Receiving(_) => {
                 if !result.status.success() {
-                    return self.finish(Err(format!("zfs receive into {} failed ({}): {}", self.target, result.status, result.stderr)));
+                    return self.finish(Err(format!(
+                        "zfs receive into {} failed ({}): {}",
+                        self.target, result.status, result.stderr
+                    )));
                 }
                 let bytes = result.bytes;
                 if self.full {
@@ -169,7 +172,10 @@ impl ReceiveTask {
                     _ => 0,
                 };
                 if !result.status.success() {
-                    return self.finish(Err(format!("received into {}, but then: {}", self.target, result.stderr)));
+                    return self.finish(Err(format!(
+                        "received into {}, but then: {}",
+                        self.target, result.stderr
+                    )));
                 }
                 self.next_after(ctx, bytes);
             }
@@ -183,9 +189,12 @@ impl ReceiveTask {
         }
         let listed = match zfsops::parse_filesystems(&String::from_utf8_lossy(&result.stdout)) {
             Ok(l) => l,
-            Err(e) => return self.finish(Err(format!("cannot read the listing of {}: {e}", self.root))),
+            Err(e) => {
+                return self.finish(Err(format!("cannot read the listing of {}: {e}", self.root)))
+            }
         };
-        let existing: BTreeMap<DatasetPath, LocalFilesystem> = listed.into_iter().map(|f| (f.path.clone(), f)).collect();
+        let existing: BTreeMap<DatasetPath, LocalFilesystem> =
+            listed.into_iter().map(|f| (f.path.clone(), f)).collect();
         if !existing.contains_key(&self.root) {
             return self.finish(Err(format!(
                 "the receive root {} does not exist; create it first (zferry never creates it)",
@@ -203,7 +212,10 @@ impl ReceiveTask {
             Some(t) if self.full && t.placeholder => self.force = true,
             Some(_) => {}
             None if !self.full => {
-                return self.finish(Err(format!("{} does not exist for an incremental receive", self.target)));
+                return self.finish(Err(format!(
+                    "{} does not exist for an incremental receive",
+                    self.target
+                )));
             }
             None => {}
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::node::ProcessSpec;
-use crate::zfs::{Dialect, DatasetPath, FilesystemVersion, VersionKind};
+use crate::zfs::{DatasetPath, Dialect, FilesystemVersion, VersionKind};
 
 /// User property that marks a placeholder zferry created.
 pub const PLACEHOLDER_PROPERTY: &str = "zferry:placeholder";
@@ -40,7 +40,18 @@ pub fn list_filesystems(dialect: Dialect, root: &DatasetPath) -> ProcessSpec {
     }
     let root = root.to_string();
     if dialect.capabilities().get_type_filter {
-        zfs(&["get", "-H", "-p", "-r", "-t", "filesystem,volume", "-o", "name,property,value,source", &props, &root])
+        zfs(&[
+            "get",
+            "-H",
+            "-p",
+            "-r",
+            "-t",
+            "filesystem,volume",
+            "-o",
+            "name,property,value,source",
+            &props,
+            &root,
+        ])
     } else {
         zfs(&["get", "-H", "-p", "-r", "-o", "name,property,value,source", &props, &root])
     }
@@ -81,9 +92,17 @@ fn rows(stdout: &str, columns: usize) -> Result<Vec<Row<'_>>, String> {
     for (n, line) in stdout.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != columns {
-            return Err(format!("line {}: expected {columns} tab-separated columns: {line:?}", n + 1));
+            return Err(format!(
+                "line {}: expected {columns} tab-separated columns: {line:?}",
+                n + 1
+            ));
         }
-        out.push(Row { name: f[0], property: f[1], value: f[2], source: f.get(3).copied().unwrap_or("") });
+        out.push(Row {
+            name: f[0],
+            property: f[1],
+            value: f[2],
+            source: f.get(3).copied().unwrap_or(""),
+        });
     }
     Ok(out)
 }
@@ -113,7 +132,11 @@ pub fn parse_filesystems(stdout: &str) -> Result<Vec<LocalFilesystem>, String> {
     Ok(found
         .into_iter()
         .filter(|(_, (is_fs, _, _))| *is_fs)
-        .map(|(path, (_, placeholder, resume_token))| LocalFilesystem { path, placeholder, resume_token })
+        .map(|(path, (_, placeholder, resume_token))| LocalFilesystem {
+            path,
+            placeholder,
+            resume_token,
+        })
         .collect())
 }
 
@@ -126,7 +149,16 @@ pub fn list_versions(dialect: Dialect, root: &DatasetPath) -> ProcessSpec {
         let types = if caps.bookmarks { "snapshot,bookmark" } else { "snapshot" };
         zfs(&["list", "-H", "-p", "-r", "-t", types, "-o", "name,guid,createtxg,creation", &root])
     } else {
-        zfs(&["get", "-H", "-p", "-r", "-o", "name,property,value", "guid,createtxg,creation", &root])
+        zfs(&[
+            "get",
+            "-H",
+            "-p",
+            "-r",
+            "-o",
+            "name,property,value",
+            "guid,createtxg,creation",
+            &root,
+        ])
     }
 }
 
@@ -156,7 +188,8 @@ pub fn parse_versions(
             if f.len() != 4 {
                 return Err(format!("expected 4 tab-separated columns: {line:?}"));
             }
-            let (fs, kind, name) = split_version(f[0]).ok_or_else(|| format!("not a version name: {line:?}"))?;
+            let (fs, kind, name) =
+                split_version(f[0]).ok_or_else(|| format!("not a version name: {line:?}"))?;
             out.entry(fs).or_default().push(FilesystemVersion {
                 kind,
                 name: name.to_owned(),
@@ -177,10 +210,12 @@ pub fn parse_versions(
                 "creation" => 2,
                 other => return Err(format!("unexpected property {other:?} for {}", row.name)),
             };
-            partial.entry(row.name.to_owned()).or_default()[slot] = Some(number(row.value, row.property, row.name)?);
+            partial.entry(row.name.to_owned()).or_default()[slot] =
+                Some(number(row.value, row.property, row.name)?);
         }
         for (full, [guid, txg, creation]) in partial {
-            let (fs, kind, name) = split_version(&full).ok_or_else(|| format!("not a version name: {full:?}"))?;
+            let (fs, kind, name) =
+                split_version(&full).ok_or_else(|| format!("not a version name: {full:?}"))?;
             let (Some(guid), Some(createtxg), Some(creation)) = (guid, txg, creation) else {
                 return Err(format!("{full}: guid, createtxg or creation missing"));
             };
@@ -242,7 +277,16 @@ pub fn receive(dialect: Dialect, target: &DatasetPath, force: bool) -> ProcessSp
 /// A placeholder: marked, never mounted, holding only children.
 pub fn create_placeholder(path: &DatasetPath) -> ProcessSpec {
     let marker = format!("{PLACEHOLDER_PROPERTY}=on");
-    zfs(&["create", "-o", &marker, "-o", "mountpoint=none", "-o", "canmount=off", &path.to_string()])
+    zfs(&[
+        "create",
+        "-o",
+        &marker,
+        "-o",
+        "mountpoint=none",
+        "-o",
+        "canmount=off",
+        &path.to_string(),
+    ])
 }
 
 /// Sets one property (zfs-fuse takes one per `zfs set`).

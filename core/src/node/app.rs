@@ -88,6 +88,12 @@ impl AppCtx<'_> {
     /// A [`Endpoint::Local`] connection is made at once, to this node's own
     /// listener of that name, or fails if there is none.
     pub fn connect(&mut self, endpoint: Endpoint) -> ConnId {
+        self.connect_as(endpoint, "")
+    }
+
+    /// Like [`AppCtx::connect`]; an in-process peer learns `identity` as the
+    /// client's name (zrepl's `client_identity`), as a TCP peer learns an address.
+    pub fn connect_as(&mut self, endpoint: Endpoint, identity: &str) -> ConnId {
         let conn = ConnId(self.transport.alloc_id());
         let t = &mut *self.transport;
         let local = matches!(endpoint, Endpoint::Local(_));
@@ -101,7 +107,7 @@ impl AppCtx<'_> {
         match listener {
             Some(listener) => {
                 let server = ConnId(t.alloc_id());
-                let mut s = new_conn(t, Role::Server, format!("local client {}", conn.0), false);
+                let mut s = new_conn(t, Role::Server, format!("local:{identity}"), false);
                 s.local_peer = Some(conn);
                 t.conns.insert(server, s);
                 if let Some(c) = t.conns.get_mut(&conn) {

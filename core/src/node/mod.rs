@@ -431,7 +431,8 @@ impl<A: App> Node<A> {
             let mut delivered = self.transport.shuttle_local();
             while let Some((listener, conn)) = self.transport.local_accepts.pop_front() {
                 delivered = true;
-                let peer = format!("local client {}", conn.0);
+                let peer =
+                    self.transport.conns.get(&conn).map(|c| c.peer.clone()).unwrap_or_default();
                 self.with_app(|app, ctx| app.on_accept(ctx, listener, conn, &peer));
             }
             while let Some((conn, error)) = self.transport.local_failures.pop_front() {

@@ -1,0 +1,763 @@
+//! The active jobs: push (send local filesystems to a sink) and pull (fetch a
+//! source's filesystems into a local root). One replication cycle at a time:
+//! list both sides, then per filesystem, parents first, plan by guid and run the
+//! steps. A filesystem that fails stops its own subtree and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use super::protocol::{
+    FilesystemState, ListFilesystems, ListVersions, Receive, ReceiveRequest, Send, StepSpec,
+};
+use super::receiver::ReceiveTask;
+use super::zfsops;
+use super::{DialectProbe, Job, JobCtx};
+use crate::control::{JobStatus, Progress, RunSummary};
+use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
+use crate::plan::filter::FilesystemFilter;
+use crate::plan::steps::{plan, Plan, ReplicationPolicy, Step, StepKind};
+use crate::rpc::SessionEvent;
+use crate::time::Instant;
+use crate::zfs::{DatasetPath, Dialect, FilesystemVersion};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Push,
+    Pull,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActiveSpec {
+    pub name: String,
+    pub direction: Direction,
+    pub connect: Endpoint,
+    /// Our name for an in-process listener (zrepl's `client_identity`).
+    pub client_identity: String,
+    /// Push: which local filesystems to send. Pull: unused (the source filters).
+    pub filter: FilesystemFilter,
+    /// Push: the datasets to list the sender's filesystems under (the pools the
+    /// filter names); empty means every pool.
+    pub list_roots: Vec<DatasetPath>,
+    /// Pull: the local receive root. It must exist; zferry never creates it.
+    pub root_fs: Option<DatasetPath>,
+    pub policy: ReplicationPolicy,
+    /// Run a cycle this often (pull's `interval`); `None`: only when woken.
+    pub interval: Option<Duration>,
+}
+
+/// What the cycle waits for now.
+#[derive(Debug)]
+enum Wait {
+    Dialect,
+    Connection,
+    /// A local listing process.
+    LocalList {
+        proc: ProcId,
+        what: ListKind,
+        pending_roots: VecDeque<DatasetPath>,
+    },
+    RemoteFilesystems,
+    RemoteVersions,
+    Transfer(Box<Transfer>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    Filesystems,
+    Versions,
+}
+
+#[derive(Debug)]
+struct Transfer {
+    step: Step,
+    /// Push: our `zfs send`. Pull: the receive task (which runs `zfs receive`).
+    send: Option<ProcId>,
+    send_result: Option<ProcessResult>,
+    receive: Option<ReceiveTask>,
+    /// The peer's answer (push: the sink's receive; pull: the source's send).
+    answered: Option<Result<(), String>>,
+    stream_done: bool,
+}
+
+#[derive(Debug, Default)]
+struct Cycle {
+    started_wall: i64,
+    conn: Option<ConnId>,
+    local_filesystems: BTreeMap<DatasetPath, zfsops::LocalFilesystem>,
+    local_versions: BTreeMap<DatasetPath, Vec<FilesystemVersion>>,
+    /// The other side's filesystems, by sender path.
+    remote: BTreeMap<DatasetPath, FilesystemState>,
+    /// Filesystems to replicate, parents first.
+    queue: VecDeque<DatasetPath>,
+    current: Option<DatasetPath>,
+    sender_versions: Vec<FilesystemVersion>,
+    steps: VecDeque<Step>,
+    steps_total: u32,
+    step_index: u32,
+    fs_bytes: u64,
+    failed: BTreeSet<DatasetPath>,
+    reports: Vec<String>,
+    failures: u32,
+    /// Set when the cycle cannot go on at all (no connection, listing failed).
+    fatal: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ActiveJob {
+    spec: ActiveSpec,
+    dialect: DialectProbe,
+    cycle: Option<Cycle>,
+    wait: Option<Wait>,
+    last_run: Option<RunSummary>,
+    next_run: Option<Instant>,
+    stopping: bool,
+}
+
+impl ActiveJob {
+    pub fn new(spec: ActiveSpec) -> ActiveJob {
+        ActiveJob {
+            spec,
+            dialect: DialectProbe::default(),
+            cycle: None,
+            wait: None,
+            last_run: None,
+            next_run: None,
+            stopping: false,
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.dialect.get().unwrap_or(Dialect::ZfsFuse)
+    }
+
+    fn log(&self, ctx: &mut JobCtx<'_, '_>, level: Level, message: impl std::fmt::Display) {
+        ctx.log(level, format!("job {}: {message}", self.spec.name));
+    }
+
+    fn start_cycle(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        self.next_run = None;
+        self.cycle = Some(Cycle { started_wall: ctx.now().wall.0, ..Cycle::default() });
+        self.log(ctx, Level::Info, "replication cycle starts");
+        if self.dialect.get().is_some() {
+            self.connect(ctx);
+        } else {
+            self.dialect.start(ctx);
+            self.wait = Some(Wait::Dialect);
+        }
+    }
+
+    fn connect(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let conn = ctx.connect(self.spec.connect.clone(), &self.spec.client_identity);
+        if let Some(c) = &mut self.cycle {
+            c.conn = Some(conn);
+        }
+        self.wait = Some(Wait::Connection);
+    }
+
+    fn conn(&self) -> Option<ConnId> {
+        self.cycle.as_ref().and_then(|c| c.conn)
+    }
+
+    /// Ends the cycle because it cannot go on.
+    fn abort_cycle(&mut self, ctx: &mut JobCtx<'_, '_>, why: String) {
+        self.log(ctx, Level::Error, format!("replication cycle failed: {why}"));
+        if let Some(c) = &mut self.cycle {
+            c.fatal.get_or_insert(why);
+        }
+        self.finish_cycle(ctx);
+    }
+
+    fn finish_cycle(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let Some(mut cycle) = self.cycle.take() else { return };
+        self.wait = None;
+        if let Some(conn) = cycle.conn.take() {
+            ctx.close(conn, "replication cycle done");
+        }
+        let mut failed = cycle.failures;
+        if let Some(why) = cycle.fatal.take() {
+            cycle.reports.push(format!("cycle failed: {why}"));
+            failed += 1;
+        }
+        for line in &cycle.reports {
+            ctx.print(format!("{}: {line}", self.spec.name));
+        }
+        self.log(
+            ctx,
+            if failed == 0 { Level::Info } else { Level::Warn },
+            format!(
+                "replication cycle done: {} filesystem(s), {failed} failed",
+                cycle.reports.len()
+            ),
+        );
+        self.last_run = Some(RunSummary {
+            started: cycle.started_wall,
+            finished: ctx.now().wall.0,
+            filesystems: cycle.reports,
+            failed,
+        });
+        if !self.stopping {
+            self.next_run = self.spec.interval.map(|i| ctx.now().mono + i);
+        }
+    }
+
+    /// After connecting: learn both sides' filesystems.
+    fn list_both_sides(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        match self.spec.direction {
+            // Our own filesystems first, then the sink's.
+            Direction::Push => {
+                let mut roots: VecDeque<DatasetPath> =
+                    self.spec.list_roots.iter().cloned().collect();
+                match roots.pop_front() {
+                    Some(root) => self.list_local(ctx, ListKind::Filesystems, root, roots),
+                    None => self.abort_cycle(
+                        ctx,
+                        "the filesystems filter names no pool to list".to_owned(),
+                    ),
+                }
+            }
+            Direction::Pull => self.request_remote_filesystems(ctx),
+        }
+    }
+
+    fn list_local(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        what: ListKind,
+        root: DatasetPath,
+        rest: VecDeque<DatasetPath>,
+    ) {
+        let spec = match what {
+            ListKind::Filesystems => zfsops::list_filesystems(self.dialect(), &root),
+            ListKind::Versions => zfsops::list_versions(self.dialect(), &root),
+        };
+        let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+        self.wait = Some(Wait::LocalList { proc, what, pending_roots: rest });
+    }
+
+    fn request_remote_filesystems(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let now = ctx.now().mono;
+        let Some(conn) = self.conn() else { return };
+        match ctx.session(conn).map(|s| s.request::<ListFilesystems>(now, &(), false)) {
+            Some(Ok(())) => self.wait = Some(Wait::RemoteFilesystems),
+            other => {
+                self.abort_cycle(ctx, format!("cannot ask the peer for its filesystems: {other:?}"))
+            }
+        }
+    }
+
+    fn on_local_list(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        what: ListKind,
+        mut rest: VecDeque<DatasetPath>,
+        result: ProcessResult,
+    ) {
+        let dialect = self.dialect();
+        let out = String::from_utf8_lossy(&result.stdout).into_owned();
+        let missing_ok =
+            self.spec.direction == Direction::Pull && zfsops::is_missing_dataset(&result.stderr);
+        if !result.status.success() && !missing_ok {
+            return self
+                .abort_cycle(ctx, format!("listing local filesystems failed: {}", result.stderr));
+        }
+        let Some(cycle) = &mut self.cycle else { return };
+        let parsed = match what {
+            ListKind::Filesystems => zfsops::parse_filesystems(&out).map(|list| {
+                cycle.local_filesystems.extend(list.into_iter().map(|f| (f.path.clone(), f)));
+            }),
+            ListKind::Versions => {
+                zfsops::parse_versions(dialect, &out).map(|v| cycle.local_versions.extend(v))
+            }
+        };
+        if let Err(e) = parsed {
+            return self.abort_cycle(ctx, format!("cannot read the local listing: {e}"));
+        }
+        if let Some(next) = rest.pop_front() {
+            return self.list_local(ctx, what, next, rest);
+        }
+        match (self.spec.direction, what) {
+            (Direction::Push, ListKind::Filesystems) => {
+                let roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
+                let mut roots = roots;
+                if let Some(first) = roots.pop_front() {
+                    self.list_local(ctx, ListKind::Versions, first, roots);
+                }
+            }
+            (Direction::Push, ListKind::Versions) => self.request_remote_filesystems(ctx),
+            (Direction::Pull, ListKind::Filesystems) => {
+                let Some(root) = self.spec.root_fs.clone() else { return };
+                if !self.cycle.as_ref().is_some_and(|c| c.local_filesystems.contains_key(&root)) {
+                    return self.abort_cycle(ctx, format!("the receive root {root} does not exist; create it first (zferry never creates it)"));
+                }
+                self.list_local(ctx, ListKind::Versions, root, VecDeque::new());
+            }
+            (Direction::Pull, ListKind::Versions) => self.build_queue(ctx),
+        }
+    }
+
+    fn on_remote_filesystems(&mut self, ctx: &mut JobCtx<'_, '_>, list: Vec<FilesystemState>) {
+        let Some(cycle) = &mut self.cycle else { return };
+        cycle.remote = list.into_iter().map(|f| (f.path.clone(), f)).collect();
+        match self.spec.direction {
+            Direction::Push => self.build_queue(ctx),
+            Direction::Pull => {
+                let Some(root) = self.spec.root_fs.clone() else {
+                    return self.abort_cycle(ctx, "a pull job needs root_fs".to_owned());
+                };
+                self.list_local(ctx, ListKind::Filesystems, root, VecDeque::new());
+            }
+        }
+    }
+
+    /// The sender's filesystems to replicate, parents before children.
+    fn build_queue(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let Some(cycle) = &mut self.cycle else { return };
+        let senders: Vec<DatasetPath> = match self.spec.direction {
+            Direction::Push => cycle
+                .local_filesystems
+                .values()
+                // A placeholder holds no data of its own: there is nothing to send.
+                .filter(|f| !f.placeholder && self.spec.filter.selects(&f.path))
+                .map(|f| f.path.clone())
+                .collect(),
+            Direction::Pull => {
+                cycle.remote.values().filter(|f| !f.placeholder).map(|f| f.path.clone()).collect()
+            }
+        };
+        cycle.queue = senders.into_iter().collect();
+        if cycle.queue.is_empty() {
+            cycle.reports.push("no filesystem selected".to_owned());
+        }
+        self.next_filesystem(ctx);
+    }
+
+    fn receiver_path(&self, sender: &DatasetPath) -> Option<DatasetPath> {
+        match self.spec.direction {
+            Direction::Push => Some(sender.clone()),
+            Direction::Pull => self.spec.root_fs.as_ref()?.join(sender.components()).ok(),
+        }
+    }
+
+    fn next_filesystem(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        loop {
+            if self.stopping {
+                if let Some(c) = &mut self.cycle {
+                    c.fatal.get_or_insert("stopped by shutdown".to_owned());
+                }
+                return self.finish_cycle(ctx);
+            }
+            let Some(cycle) = &mut self.cycle else { return };
+            let Some(fs) = cycle.queue.pop_front() else {
+                cycle.current = None;
+                return self.finish_cycle(ctx);
+            };
+            if let Some(parent) = cycle.failed.iter().find(|f| fs.has_prefix(f) && **f != fs) {
+                let line = format!("{fs}: skipped, because {parent} failed");
+                cycle.reports.push(line);
+                cycle.failed.insert(fs);
+                cycle.failures += 1;
+                continue;
+            }
+            cycle.current = Some(fs.clone());
+            cycle.fs_bytes = 0;
+            cycle.step_index = 0;
+            let now = ctx.now().mono;
+            let conn = cycle.conn;
+            match self.spec.direction {
+                Direction::Push => {
+                    cycle.sender_versions =
+                        cycle.local_versions.get(&fs).cloned().unwrap_or_default();
+                    if !cycle.remote.contains_key(&fs) {
+                        // Nothing on the receiver yet: plan from an empty history.
+                        return self.plan_filesystem(ctx, Vec::new());
+                    }
+                }
+                Direction::Pull => {}
+            }
+            let sent = conn
+                .and_then(|c| ctx.session(c))
+                .map(|s| s.request::<ListVersions>(now, &fs, false));
+            match sent {
+                Some(Ok(())) => {
+                    self.wait = Some(Wait::RemoteVersions);
+                    return;
+                }
+                other => {
+                    return self.abort_cycle(
+                        ctx,
+                        format!("cannot ask for the versions of {fs}: {other:?}"),
+                    )
+                }
+            }
+        }
+    }
+
+    fn on_remote_versions(&mut self, ctx: &mut JobCtx<'_, '_>, versions: Vec<FilesystemVersion>) {
+        match self.spec.direction {
+            Direction::Push => self.plan_filesystem(ctx, versions),
+            Direction::Pull => {
+                let Some(cycle) = &mut self.cycle else { return };
+                let Some(fs) = cycle.current.clone() else { return };
+                cycle.sender_versions = versions;
+                let receiver = self
+                    .receiver_path(&fs)
+                    .and_then(|p| self.cycle.as_ref()?.local_versions.get(&p).cloned())
+                    .unwrap_or_default();
+                self.plan_filesystem(ctx, receiver);
+            }
+        }
+    }
+
+    fn fail_filesystem(&mut self, ctx: &mut JobCtx<'_, '_>, why: String) {
+        let Some(cycle) = &mut self.cycle else { return };
+        let Some(fs) = cycle.current.take() else { return };
+        self.log(ctx, Level::Error, format!("{fs}: {why}"));
+        let Some(cycle) = &mut self.cycle else { return };
+        cycle.reports.push(format!("{fs}: failed: {why}"));
+        cycle.failed.insert(fs);
+        cycle.failures += 1;
+        self.wait = None;
+        self.next_filesystem(ctx);
+    }
+
+    fn plan_filesystem(&mut self, ctx: &mut JobCtx<'_, '_>, receiver: Vec<FilesystemVersion>) {
+        let Some(cycle) = &mut self.cycle else { return };
+        let Some(fs) = cycle.current.clone() else { return };
+        let planned = plan(&cycle.sender_versions, &receiver, None, &self.spec.policy);
+        match planned {
+            Err(e) => self.fail_filesystem(ctx, e.to_string()),
+            Ok(Plan::Idle(idle)) => {
+                cycle.reports.push(format!("{fs}: {idle}"));
+                cycle.current = None;
+                self.next_filesystem(ctx);
+            }
+            Ok(Plan::Steps(steps)) => {
+                cycle.steps_total = steps.len() as u32;
+                cycle.steps = steps.into();
+                self.next_step(ctx);
+            }
+        }
+    }
+
+    fn next_step(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let Some(cycle) = &mut self.cycle else { return };
+        let Some(fs) = cycle.current.clone() else { return };
+        let Some(step) = cycle.steps.pop_front() else {
+            let line = format!("{fs}: ok, {} step(s), {} bytes", cycle.steps_total, cycle.fs_bytes);
+            cycle.reports.push(line);
+            cycle.current = None;
+            return self.next_filesystem(ctx);
+        };
+        if self.stopping {
+            return self.fail_filesystem(ctx, "stopped by shutdown".to_owned());
+        }
+        cycle.step_index += 1;
+        let Some(conn) = cycle.conn else { return };
+        let now = ctx.now().mono;
+        let spec = StepSpec {
+            filesystem: fs.clone(),
+            from: step.from.clone(),
+            to: step.to.clone(),
+            intermediate: step.kind == StepKind::Batched,
+            resume_token: match &step.kind {
+                StepKind::Resume { token } => Some(token.clone()),
+                _ => None,
+            },
+        };
+        let placeholder = cycle.remote.get(&fs).is_some_and(|f| f.placeholder);
+        self.log(
+            ctx,
+            Level::Info,
+            format!(
+                "{fs}: step {}/{}: {step}",
+                self.cycle.as_ref().map_or(0, |c| c.step_index),
+                self.cycle.as_ref().map_or(0, |c| c.steps_total)
+            ),
+        );
+        let mut transfer = Transfer {
+            step,
+            send: None,
+            send_result: None,
+            receive: None,
+            answered: None,
+            stream_done: false,
+        };
+        let Some(session) = ctx.session(conn) else {
+            return self.abort_cycle(ctx, "the connection is gone".to_owned());
+        };
+        match self.spec.direction {
+            Direction::Push => {
+                let request = ReceiveRequest {
+                    step: spec.clone(),
+                    replace_placeholder: placeholder && spec.from.is_none(),
+                };
+                if let Err(e) = session.request::<Receive>(now, &request, true) {
+                    return self.abort_cycle(ctx, format!("cannot send the receive request: {e}"));
+                }
+                let send = zfsops::send(
+                    &fs,
+                    spec.from.as_ref(),
+                    &spec.to,
+                    spec.intermediate,
+                    spec.resume_token.as_deref(),
+                );
+                transfer.send = Some(ctx.spawn(send, StdoutTo::Stream(conn), StdinFrom::Null));
+            }
+            Direction::Pull => {
+                if let Err(e) = session.request::<Send>(now, &spec, false) {
+                    return self.abort_cycle(ctx, format!("cannot send the send request: {e}"));
+                }
+            }
+        }
+        self.wait = Some(Wait::Transfer(Box::new(transfer)));
+    }
+
+    /// Settles a transfer once every part of it has reported.
+    fn check_transfer(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let Some(Wait::Transfer(t)) = &self.wait else { return };
+        let outcome: Option<Result<u64, String>> = match self.spec.direction {
+            Direction::Push => match (&t.send_result, &t.answered) {
+                (Some(sent), Some(answer)) => Some(if !sent.status.success() {
+                    Err(format!("zfs send failed ({}): {}", sent.status, sent.stderr))
+                } else {
+                    answer.clone().map(|()| sent.bytes)
+                }),
+                _ => None,
+            },
+            Direction::Pull => match (&t.answered, &t.receive) {
+                (Some(Err(e)), _) => Some(Err(e.clone())),
+                (Some(Ok(())), Some(task)) => task.result().cloned(),
+                _ => None,
+            },
+        };
+        let Some(outcome) = outcome else { return };
+        self.wait = None;
+        match outcome {
+            Ok(bytes) => {
+                if let Some(c) = &mut self.cycle {
+                    c.fs_bytes += bytes;
+                }
+                self.next_step(ctx);
+            }
+            Err(why) => self.fail_filesystem(ctx, why),
+        }
+    }
+}
+
+impl Job for ActiveJob {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.spec.direction {
+            Direction::Push => "push",
+            Direction::Pull => "pull",
+        }
+    }
+
+    fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        self.dialect.start(ctx);
+        self.next_run = self.spec.interval.map(|_| ctx.now().mono);
+    }
+
+    fn on_session_event(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, event: SessionEvent) {
+        if self.conn() != Some(conn) {
+            return;
+        }
+        match event {
+            SessionEvent::Established { peer_software } => {
+                self.log(
+                    ctx,
+                    Level::Debug,
+                    format!("connected to {} ({peer_software})", self.spec.connect),
+                );
+                if matches!(self.wait, Some(Wait::Connection)) {
+                    self.list_both_sides(ctx);
+                }
+            }
+            SessionEvent::Response(response) => match self.wait.take() {
+                Some(Wait::RemoteFilesystems) => match response.decode::<ListFilesystems>() {
+                    Ok(list) => self.on_remote_filesystems(ctx, list),
+                    Err(e) => self
+                        .abort_cycle(ctx, format!("the peer could not list its filesystems: {e}")),
+                },
+                Some(Wait::RemoteVersions) => match response.decode::<ListVersions>() {
+                    Ok(v) => self.on_remote_versions(ctx, v),
+                    Err(e) => {
+                        self.fail_filesystem(ctx, format!("the peer could not list versions: {e}"))
+                    }
+                },
+                Some(Wait::Transfer(mut t)) => {
+                    match self.spec.direction {
+                        Direction::Push => {
+                            t.answered =
+                                Some(response.decode::<Receive>().map_err(|e| e.to_string()))
+                        }
+                        Direction::Pull => {
+                            let answer = response.decode::<Send>().map_err(|e| e.to_string());
+                            if answer.is_ok() {
+                                let fs = self.cycle.as_ref().and_then(|c| c.current.clone());
+                                let target = fs.as_ref().and_then(|fs| self.receiver_path(fs));
+                                if let (Some(target), Some(root)) =
+                                    (target, self.spec.root_fs.clone())
+                                {
+                                    let full = t.step.from.is_none()
+                                        && !matches!(t.step.kind, StepKind::Resume { .. });
+                                    t.receive = Some(ReceiveTask::start(
+                                        ctx,
+                                        self.dialect(),
+                                        root,
+                                        target,
+                                        full,
+                                        conn,
+                                    ));
+                                }
+                            }
+                            t.answered = Some(answer);
+                        }
+                    }
+                    self.wait = Some(Wait::Transfer(t));
+                    self.check_transfer(ctx);
+                }
+                other => self.wait = other,
+            },
+            ev @ (SessionEvent::StreamData(_)
+            | SessionEvent::StreamEnd
+            | SessionEvent::StreamAborted(_)) => {
+                if let Some(Wait::Transfer(t)) = &mut self.wait {
+                    if let Some(task) = &mut t.receive {
+                        task.on_stream_event(ctx, &ev);
+                    }
+                    t.stream_done |= !matches!(ev, SessionEvent::StreamData(_));
+                }
+            }
+            SessionEvent::StreamCancelled(reason) => {
+                self.log(ctx, Level::Warn, format!("the peer stopped our stream: {reason}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_conn_closed(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, error: Option<String>) {
+        if self.conn() != Some(conn) {
+            return;
+        }
+        if let Some(c) = &mut self.cycle {
+            c.conn = None;
+        }
+        if let Some(Wait::Transfer(t)) = &mut self.wait {
+            if let Some(task) = &mut t.receive {
+                task.abort(ctx, "the connection was lost");
+            }
+        }
+        let why = error.unwrap_or_else(|| "the peer closed the connection".to_owned());
+        self.abort_cycle(ctx, why);
+    }
+
+    fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult) {
+        let name = self.spec.name.clone();
+        if self.dialect.on_process_done(ctx, proc, &result, &name) {
+            if matches!(self.wait, Some(Wait::Dialect)) {
+                match self.dialect.get() {
+                    Some(_) => self.connect(ctx),
+                    None => self.abort_cycle(ctx, self.dialect.error()),
+                }
+            }
+            return;
+        }
+        match self.wait.take() {
+            Some(Wait::LocalList { proc: p, what, pending_roots }) if p == proc => {
+                self.on_local_list(ctx, what, pending_roots, result);
+            }
+            Some(Wait::Transfer(mut t)) => {
+                if t.send == Some(proc) {
+                    t.send_result = Some(result);
+                } else if let Some(task) = t.receive.as_mut().filter(|task| task.owns(proc)) {
+                    task.on_process_done(ctx, result);
+                }
+                self.wait = Some(Wait::Transfer(t));
+                self.check_transfer(ctx);
+            }
+            other => self.wait = other,
+        }
+    }
+
+    fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        if self.next_run.is_some_and(|t| t <= ctx.now().mono)
+            && self.cycle.is_none()
+            && !self.stopping
+        {
+            self.start_cycle(ctx);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.cycle.is_some() {
+            return None;
+        }
+        self.next_run
+    }
+
+    fn wakeup(&mut self, ctx: &mut JobCtx<'_, '_>) -> Result<(), String> {
+        if self.stopping {
+            return Err("shutting down".to_owned());
+        }
+        if self.cycle.is_some() {
+            return Err(format!("job {} is already replicating", self.spec.name));
+        }
+        self.start_cycle(ctx);
+        Ok(())
+    }
+
+    fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        self.stopping = true;
+        self.next_run = None;
+        if let Some(Wait::Transfer(t)) = &mut self.wait {
+            if let Some(p) = t.send {
+                ctx.kill(p);
+            }
+            if let Some(task) = &mut t.receive {
+                task.abort(ctx, "shutting down");
+            }
+        }
+        if let Some(conn) = self.conn() {
+            ctx.close(conn, "shutting down");
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.cycle.is_none() && !self.dialect.running()
+    }
+
+    fn status(&self) -> JobStatus {
+        let (state, progress) = match &self.cycle {
+            None => ("idle".to_owned(), None),
+            Some(c) => match &c.current {
+                Some(fs) => (
+                    "replicating".to_owned(),
+                    Some(Progress {
+                        filesystem: fs.to_string(),
+                        step: c.step_index,
+                        steps: c.steps_total,
+                        bytes: c.fs_bytes,
+                        rate: 0,
+                    }),
+                ),
+                None => ("listing filesystems".to_owned(), None),
+            },
+        };
+        JobStatus {
+            name: self.spec.name.clone(),
+            kind: self.kind().to_owned(),
+            state,
+            next_run: None,
+            progress,
+            last_run: self.last_run.clone(),
+        }
+    }
+
+    fn last_run(&self) -> Option<&RunSummary> {
+        self.last_run.as_ref()
+    }
+}

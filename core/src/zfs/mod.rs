@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod dialect;
+pub mod parse;
 pub mod path;
 pub mod property;
 pub mod resume;

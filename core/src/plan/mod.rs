@@ -5,12 +5,14 @@
 //! - [`filter`]: which sender filesystems a job replicates.
 //! - [`mapping`]: where sender filesystems land on the receiver; placeholders.
 //! - [`steps`]: one filesystem's transfers, from its diff and the policies.
+//! - [`tree`]: the step machine that replicates a whole tree of filesystems.
 
 pub mod diff;
 pub mod filter;
 pub mod mapping;
 pub mod policy;
 pub mod steps;
+pub mod tree;
 
 pub use diff::{diff, Conflict, Diff, DiffError, ListingError, Side};
 pub use filter::{FilesystemFilter, FilterError};
@@ -20,4 +22,9 @@ pub use policy::{
 };
 pub use steps::{
     plan, Idle, Plan, PlanError, ReplicationPolicy, ResumeInfo, Step, StepKind, StepMode,
+};
+pub use tree::{
+    ActionId, ActionReport, ActionResult, ActionStatus, FilesystemReport, FsFailure, FsRole,
+    FsState, PlanAction, ReceiverFilesystem, SenderFilesystem, TreeError, TreeMachine, TreeOptions,
+    TreeProgress, DEFAULT_MAX_CONCURRENT_FILESYSTEMS,
 };

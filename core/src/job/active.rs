@@ -230,6 +230,10 @@ impl ActiveJob {
             ListKind::Filesystems => zfsops::list_filesystems(self.dialect(), &root),
             ListKind::Versions => zfsops::list_versions(self.dialect(), &root),
         };
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => return self.abort_cycle(ctx, format!("cannot list {root}: {e}")),
+        };
         let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
         self.wait = Some(Wait::LocalList { proc, what, pending_roots: rest });
     }
@@ -253,7 +257,7 @@ impl ActiveJob {
         result: ProcessResult,
     ) {
         let dialect = self.dialect();
-        let out = String::from_utf8_lossy(&result.stdout).into_owned();
+        let out = result.stdout.clone();
         let missing_ok =
             self.spec.direction == Direction::Pull && zfsops::is_missing_dataset(&result.stderr);
         if !result.status.success() && !missing_ok {
@@ -495,13 +499,27 @@ impl ActiveJob {
                     return self.abort_cycle(ctx, format!("cannot send the receive request: {e}"));
                 }
                 let send = zfsops::send(
+                    self.dialect(),
                     &fs,
                     spec.from.as_ref(),
                     &spec.to,
                     spec.intermediate,
                     spec.resume_token.as_deref(),
                 );
-                transfer.send = Some(ctx.spawn(send, StdoutTo::Stream(conn), StdinFrom::Null));
+                match send {
+                    Ok(send) => {
+                        transfer.send =
+                            Some(ctx.spawn(send, StdoutTo::Stream(conn), StdinFrom::Null))
+                    }
+                    Err(e) => {
+                        // The request is out: abort its stream so the peer answers,
+                        // and end the cycle, since that answer is still to come.
+                        if let Some(s) = ctx.session(conn) {
+                            let _ = s.abort_stream(now, &e);
+                        }
+                        return self.abort_cycle(ctx, format!("cannot build zfs send: {e}"));
+                    }
+                }
             }
             Direction::Pull => {
                 if let Err(e) = session.request::<Send>(now, &spec, false) {

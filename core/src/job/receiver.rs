@@ -40,7 +40,7 @@ pub struct ReceiveTask {
     conn: ConnId,
     phase: Phase,
     to_create: VecDeque<DatasetPath>,
-    after: VecDeque<crate::node::ProcessSpec>,
+    after: VecDeque<Result<crate::node::ProcessSpec, String>>,
     force: bool,
     early: Vec<Bytes>,
     stream_ended: bool,
@@ -69,15 +69,13 @@ impl ReceiveTask {
         if chain.first() != Some(&root) {
             chain.insert(0, root.clone());
         }
-        let list =
-            ctx.spawn(zfsops::list_datasets(dialect, &chain), StdoutTo::Collect, StdinFrom::Null);
-        ReceiveTask {
+        let mut task = ReceiveTask {
             dialect,
             root,
             target,
             full,
             conn,
-            phase: Phase::Listing(list),
+            phase: Phase::Done,
             to_create: VecDeque::new(),
             after: VecDeque::new(),
             force: false,
@@ -85,7 +83,14 @@ impl ReceiveTask {
             stream_ended: false,
             stream_aborted: None,
             result: None,
+        };
+        match zfsops::list_datasets(dialect, &chain) {
+            Ok(spec) => {
+                task.phase = Phase::Listing(ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null))
+            }
+            Err(e) => task.finish(Err(format!("cannot list {}: {e}", task.target))),
         }
+        task
     }
 
     /// `Some` once finished: the bytes received, or why it failed.
@@ -158,9 +163,14 @@ impl ReceiveTask {
                 let bytes = result.bytes;
                 if self.full {
                     // A fresh replica: read-only, and no longer a placeholder.
-                    self.after.push_back(zfsops::set_property(&self.target, "readonly", "on"));
+                    self.after.push_back(zfsops::set_property(
+                        self.dialect,
+                        &self.target,
+                        "readonly",
+                        "on",
+                    ));
                     if self.force {
-                        self.after.push_back(zfsops::clear_placeholder(&self.target));
+                        self.after.push_back(zfsops::clear_placeholder(self.dialect, &self.target));
                     }
                 }
                 self.result = Some(Ok(bytes));
@@ -187,7 +197,7 @@ impl ReceiveTask {
         if !result.status.success() && !zfsops::only_missing_datasets(&result.stderr) {
             return self.finish(Err(format!("cannot list {}: {}", self.root, result.stderr)));
         }
-        let listed = match zfsops::parse_filesystems(&String::from_utf8_lossy(&result.stdout)) {
+        let listed = match zfsops::parse_filesystems(&result.stdout) {
             Ok(l) => l,
             Err(e) => {
                 return self.finish(Err(format!("cannot read the listing of {}: {e}", self.root)))
@@ -238,11 +248,18 @@ impl ReceiveTask {
 
     fn next_creation(&mut self, ctx: &mut JobCtx<'_, '_>) {
         if let Some(path) = self.to_create.front() {
-            let p = ctx.spawn(zfsops::create_placeholder(path), StdoutTo::Null, StdinFrom::Null);
-            self.phase = Phase::Creating(p);
+            match zfsops::create_placeholder(self.dialect, path) {
+                Ok(spec) => {
+                    self.phase = Phase::Creating(ctx.spawn(spec, StdoutTo::Null, StdinFrom::Null))
+                }
+                Err(e) => self.finish(Err(format!("cannot create placeholder {path}: {e}"))),
+            }
             return;
         }
-        let spec = zfsops::receive(self.dialect, &self.target, self.force);
+        let spec = match zfsops::receive(self.dialect, &self.target, self.force) {
+            Ok(spec) => spec,
+            Err(e) => return self.finish(Err(format!("cannot receive into {}: {e}", self.target))),
+        };
         let p = ctx.spawn(spec, StdoutTo::Null, StdinFrom::Stream(self.conn));
         for chunk in std::mem::take(&mut self.early) {
             ctx.feed_stdin(p, chunk);
@@ -255,9 +272,12 @@ impl ReceiveTask {
 
     fn next_after(&mut self, ctx: &mut JobCtx<'_, '_>, bytes: u64) {
         match self.after.pop_front() {
-            Some(spec) => {
+            Some(Ok(spec)) => {
                 let p = ctx.spawn(spec, StdoutTo::Null, StdinFrom::Null);
                 self.phase = Phase::Finishing(p);
+            }
+            Some(Err(e)) => {
+                self.finish(Err(format!("received into {}, but then: {e}", self.target)))
             }
             None => self.finish(Ok(bytes)),
         }

@@ -22,6 +22,10 @@ pub struct SinkSpec {
     pub root_fs: DatasetPath,
 }
 
+fn failed(why: String) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Failed, why)
+}
+
 /// What one connection's request is waiting for.
 #[derive(Debug)]
 enum Pending {
@@ -90,14 +94,13 @@ impl SinkJob {
         let Some(identity) = self.clients.get(&conn).map(|c| c.identity.clone()) else { return };
         let pending = if req.is::<ListFilesystems>() {
             match self.client_root(&identity) {
-                Ok(root) => {
-                    let proc = ctx.spawn(
-                        zfsops::list_filesystems(dialect, &root),
-                        StdoutTo::Collect,
-                        StdinFrom::Null,
-                    );
-                    Some(Pending::ListFilesystems { proc, root })
-                }
+                Ok(root) => match zfsops::list_filesystems(dialect, &root) {
+                    Ok(spec) => {
+                        let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                        Some(Pending::ListFilesystems { proc, root })
+                    }
+                    Err(e) => return Self::respond_error(ctx, conn, failed(e)),
+                },
                 Err(e) => return Self::respond_error(ctx, conn, e),
             }
         } else if req.is::<ListVersions>() {
@@ -106,12 +109,13 @@ impl SinkJob {
                 Ok(t) => t,
                 Err(e) => return Self::respond_error(ctx, conn, e),
             };
-            let proc = ctx.spawn(
-                zfsops::list_versions(dialect, &target),
-                StdoutTo::Collect,
-                StdinFrom::Null,
-            );
-            Some(Pending::ListVersions { proc, target })
+            match zfsops::list_versions(dialect, &target) {
+                Ok(spec) => {
+                    let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                    Some(Pending::ListVersions { proc, target })
+                }
+                Err(e) => return Self::respond_error(ctx, conn, failed(e)),
+            }
         } else if req.is::<Receive>() {
             let request = match req.decode::<Receive>() {
                 Ok(r) => r,
@@ -160,7 +164,7 @@ impl SinkJob {
         result: ProcessResult,
     ) {
         let now = ctx.now().mono;
-        let out = String::from_utf8_lossy(&result.stdout);
+        let out = &result.stdout;
         // A client root that does not exist yet simply holds nothing.
         let missing = !result.status.success() && zfsops::is_missing_dataset(&result.stderr);
         let failed = !result.status.success() && !missing;
@@ -175,7 +179,7 @@ impl SinkJob {
                 } else if missing {
                     Ok(Vec::new())
                 } else {
-                    zfsops::parse_filesystems(&out)
+                    zfsops::parse_filesystems(out)
                         .map(|list| {
                             list.into_iter()
                                 .filter_map(|f| {
@@ -202,7 +206,7 @@ impl SinkJob {
                     Ok(Vec::new())
                 } else {
                     let dialect = self.dialect.get().unwrap_or(Dialect::ZfsFuse);
-                    zfsops::parse_versions(dialect, &out)
+                    zfsops::parse_versions(dialect, out)
                         .map(|mut by_fs| by_fs.remove(&target).unwrap_or_default())
                         .map_err(|e| RemoteError::new(RemoteErrorKind::Failed, e))
                 };

@@ -12,12 +12,14 @@ mod daemon;
 pub mod protocol;
 mod receiver;
 mod sink;
+mod source;
 pub mod zfsops;
 
 pub use active::{ActiveJob, ActiveSpec, Direction};
 pub use clients::ClientMap;
 pub use daemon::{Daemon, DaemonMode};
 pub use sink::{SinkJob, SinkSpec};
+pub use source::{SourceJob, SourceSpec};
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,372 @@
+//! The source: serves pull clients the filesystems its filter selects, and
+//! nothing else. Every request names a filesystem that is checked against the
+//! filter before any `zfs` command runs.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::clients::ClientMap;
+use super::protocol::{FilesystemState, ListFilesystems, ListVersions, Send};
+use super::zfsops;
+use super::{DialectProbe, Job, JobCtx};
+use crate::control::JobStatus;
+use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
+use crate::plan::filter::FilesystemFilter;
+use crate::rpc::{IncomingRequest, RemoteError, RemoteErrorKind, SessionEvent};
+use crate::zfs::{DatasetPath, Dialect};
+
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub name: String,
+    pub serve: Endpoint,
+    pub clients: ClientMap,
+    pub filter: FilesystemFilter,
+    /// The datasets to list filesystems under (the pools the filter names).
+    pub list_roots: Vec<DatasetPath>,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Deferred(IncomingRequest),
+    ListFilesystems { proc: ProcId, rest: VecDeque<DatasetPath>, found: Vec<FilesystemState> },
+    ListVersions { proc: ProcId, fs: DatasetPath },
+    Sending { proc: ProcId },
+}
+
+impl Pending {
+    fn proc(&self) -> Option<ProcId> {
+        match self {
+            Pending::ListFilesystems { proc, .. }
+            | Pending::ListVersions { proc, .. }
+            | Pending::Sending { proc } => Some(*proc),
+            Pending::Deferred(_) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Client {
+    identity: String,
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+pub struct SourceJob {
+    spec: SourceSpec,
+    dialect: DialectProbe,
+    clients: BTreeMap<ConnId, Client>,
+    sent: u64,
+}
+
+fn refused(why: String) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Refused, why)
+}
+
+fn failed(why: String) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Failed, why)
+}
+
+impl SourceJob {
+    pub fn new(spec: SourceSpec) -> SourceJob {
+        SourceJob { spec, dialect: DialectProbe::default(), clients: BTreeMap::new(), sent: 0 }
+    }
+
+    fn respond_error(ctx: &mut JobCtx<'_, '_>, conn: ConnId, error: RemoteError) {
+        let now = ctx.now().mono;
+        if let Some(s) = ctx.session(conn) {
+            let _ = s.respond_error(now, error);
+        }
+    }
+
+    /// Refuses, and logs, a filesystem outside the filter.
+    fn check(
+        &self,
+        ctx: &mut JobCtx<'_, '_>,
+        conn: ConnId,
+        fs: &DatasetPath,
+    ) -> Result<(), RemoteError> {
+        if self.spec.filter.selects(fs) {
+            return Ok(());
+        }
+        let who = self.clients.get(&conn).map_or("?", |c| c.identity.as_str());
+        ctx.log(
+            Level::Warn,
+            format!(
+                "job {}: refused {who} access to {fs}: not in this source's filesystems",
+                self.spec.name
+            ),
+        );
+        Err(refused(format!("{fs} is not among the filesystems this source serves")))
+    }
+
+    fn list_next(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        dialect: Dialect,
+        mut rest: VecDeque<DatasetPath>,
+        found: Vec<FilesystemState>,
+    ) -> Result<Pending, RemoteError> {
+        let root = rest.pop_front().ok_or_else(|| failed("no pool to list".to_owned()))?;
+        let spec = zfsops::list_filesystems(dialect, &root).map_err(failed)?;
+        let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+        Ok(Pending::ListFilesystems { proc, rest, found })
+    }
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        conn: ConnId,
+        req: IncomingRequest,
+        dialect: Dialect,
+    ) {
+        let now = ctx.now().mono;
+        let pending = if req.is::<ListFilesystems>() {
+            let roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
+            self.list_next(ctx, dialect, roots, Vec::new())
+        } else if req.is::<ListVersions>() {
+            req.decode::<ListVersions>().and_then(|fs| {
+                self.check(ctx, conn, &fs)?;
+                let spec = zfsops::list_versions(dialect, &fs).map_err(failed)?;
+                Ok(Pending::ListVersions {
+                    proc: ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null),
+                    fs,
+                })
+            })
+        } else if req.is::<Send>() {
+            req.decode::<Send>().and_then(|step| {
+                self.check(ctx, conn, &step.filesystem)?;
+                let spec = zfsops::send(
+                    dialect,
+                    &step.filesystem,
+                    step.from.as_ref(),
+                    &step.to,
+                    step.intermediate,
+                    step.resume_token.as_deref(),
+                )
+                .map_err(failed)?;
+                // The stream follows the answer; a failing send aborts it with
+                // zfs's own message.
+                if let Some(s) = ctx.session(conn) {
+                    s.respond::<Send>(now, Ok(&()), true).map_err(|e| failed(e.to_string()))?;
+                }
+                ctx.log(
+                    Level::Info,
+                    format!(
+                        "job {}: sending {} {}",
+                        self.spec.name,
+                        step.filesystem,
+                        step.to.relative_name()
+                    ),
+                );
+                Ok(Pending::Sending {
+                    proc: ctx.spawn(spec, StdoutTo::Stream(conn), StdinFrom::Null),
+                })
+            })
+        } else {
+            Err(RemoteError::new(
+                RemoteErrorKind::UnknownMethod,
+                format!("a source does not answer {}", req.method),
+            ))
+        };
+        match pending {
+            Ok(p) => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.pending = Some(p);
+                }
+            }
+            Err(e) => Self::respond_error(ctx, conn, e),
+        }
+    }
+}
+
+impl Job for SourceJob {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "source"
+    }
+
+    fn serves_in_process(&self) -> bool {
+        matches!(self.spec.serve, Endpoint::Local(_))
+    }
+
+    fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        self.dialect.start(ctx);
+        ctx.listen(self.spec.serve.clone());
+    }
+
+    fn on_accept(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, peer: &str) {
+        match self.spec.clients.identify(peer) {
+            Ok(identity) => {
+                self.clients.insert(conn, Client { identity, pending: None });
+            }
+            Err(why) => {
+                ctx.log(
+                    Level::Warn,
+                    format!("job {}: refused connection from {peer}: {why}", self.spec.name),
+                );
+                ctx.close(conn, &why);
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, event: SessionEvent) {
+        if !self.clients.contains_key(&conn) {
+            return;
+        }
+        match event {
+            SessionEvent::Request(req) => match self.dialect.get() {
+                Some(d) => self.handle_request(ctx, conn, req, d),
+                None => {
+                    if let Some(c) = self.clients.get_mut(&conn) {
+                        c.pending = Some(Pending::Deferred(req));
+                    }
+                }
+            },
+            SessionEvent::StreamCancelled(reason) => {
+                ctx.log(
+                    Level::Warn,
+                    format!("job {}: the client stopped the stream: {reason}", self.spec.name),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_conn_closed(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, _error: Option<String>) {
+        if let Some(c) = self.clients.remove(&conn) {
+            if let Some(p) = c.pending.as_ref().and_then(Pending::proc) {
+                ctx.kill(p);
+            }
+        }
+    }
+
+    fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult) {
+        if self.dialect.on_process_done(ctx, proc, &result, &self.spec.name.clone()) {
+            let deferred: Vec<(ConnId, IncomingRequest)> = self
+                .clients
+                .iter_mut()
+                .filter_map(|(conn, c)| match c.pending.take() {
+                    Some(Pending::Deferred(req)) => Some((*conn, req)),
+                    other => {
+                        c.pending = other;
+                        None
+                    }
+                })
+                .collect();
+            for (conn, req) in deferred {
+                match self.dialect.get() {
+                    Some(d) => self.handle_request(ctx, conn, req, d),
+                    None => Self::respond_error(ctx, conn, failed(self.dialect.error())),
+                }
+            }
+            return;
+        }
+        let Some(conn) = self
+            .clients
+            .iter()
+            .find_map(|(c, cl)| (cl.pending.as_ref()?.proc()? == proc).then_some(*c))
+        else {
+            return;
+        };
+        let dialect = self.dialect.get().unwrap_or(Dialect::ZfsFuse);
+        let now = ctx.now().mono;
+        let Some(pending) = self.clients.get_mut(&conn).and_then(|c| c.pending.take()) else {
+            return;
+        };
+        match pending {
+            Pending::ListFilesystems { rest, mut found, .. } => {
+                if !result.status.success() {
+                    return Self::respond_error(
+                        ctx,
+                        conn,
+                        failed(format!("listing filesystems failed: {}", result.stderr)),
+                    );
+                }
+                match zfsops::parse_filesystems(&result.stdout) {
+                    Ok(list) => found.extend(
+                        list.into_iter()
+                            .filter(|f| !f.placeholder && self.spec.filter.selects(&f.path))
+                            .map(|f| FilesystemState {
+                                path: f.path,
+                                placeholder: false,
+                                resume_token: None,
+                            }),
+                    ),
+                    Err(e) => return Self::respond_error(ctx, conn, failed(e)),
+                }
+                if rest.is_empty() {
+                    if let Some(s) = ctx.session(conn) {
+                        let _ = s.respond::<ListFilesystems>(now, Ok(&found), false);
+                    }
+                } else {
+                    match self.list_next(ctx, dialect, rest, found) {
+                        Ok(p) => {
+                            if let Some(c) = self.clients.get_mut(&conn) {
+                                c.pending = Some(p);
+                            }
+                        }
+                        Err(e) => Self::respond_error(ctx, conn, e),
+                    }
+                }
+            }
+            Pending::ListVersions { fs, .. } => {
+                let answer = if result.status.success() {
+                    zfsops::parse_versions(dialect, &result.stdout)
+                        .map(|mut by_fs| by_fs.remove(&fs).unwrap_or_default())
+                        .map_err(failed)
+                } else {
+                    Err(failed(format!("listing versions of {fs} failed: {}", result.stderr)))
+                };
+                if let Some(s) = ctx.session(conn) {
+                    let _ = s.respond::<ListVersions>(
+                        now,
+                        answer.as_ref().map_err(Clone::clone),
+                        false,
+                    );
+                }
+            }
+            Pending::Sending { .. } => {
+                // The node has ended or aborted the stream already.
+                if result.status.success() {
+                    self.sent += result.bytes;
+                } else {
+                    ctx.log(
+                        Level::Error,
+                        format!("job {}: zfs send failed: {}", self.spec.name, result.stderr),
+                    );
+                }
+            }
+            Pending::Deferred(_) => {}
+        }
+    }
+
+    fn wakeup(&mut self, _ctx: &mut JobCtx<'_, '_>) -> Result<(), String> {
+        Err(format!("job {} is a source: it only answers its clients", self.spec.name))
+    }
+
+    fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        for (conn, c) in &self.clients {
+            if let Some(p) = c.pending.as_ref().and_then(Pending::proc) {
+                ctx.kill(p);
+            }
+            ctx.close(*conn, "the source is shutting down");
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.clients.values().all(|c| c.pending.is_none()) && !self.dialect.running()
+    }
+
+    fn status(&self) -> JobStatus {
+        JobStatus {
+            name: self.spec.name.clone(),
+            kind: "source".to_owned(),
+            state: format!("{} client(s) connected, {} bytes sent", self.clients.len(), self.sent),
+            next_run: None,
+            progress: None,
+            last_run: None,
+        }
+    }
+}

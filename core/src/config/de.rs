@@ -371,16 +371,21 @@ fn check_job_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+// zrepl spells the middle level `guarantee_incremental` (its docs and samples do);
+// `guarantee_incremental_replication`, the name of zrepl's Go constant, is accepted
+// as an alias.
 from_scalar!(
     Protection,
-    "guarantee_resumability, guarantee_incremental_replication or guarantee_nothing",
+    "guarantee_resumability, guarantee_incremental or guarantee_nothing",
     |s| match s {
         "guarantee_resumability" => Ok(Protection::GuaranteeResumability),
-        "guarantee_incremental_replication" => Ok(Protection::GuaranteeIncrementalReplication),
+        "guarantee_incremental" | "guarantee_incremental_replication" => {
+            Ok(Protection::GuaranteeIncrementalReplication)
+        }
         "guarantee_nothing" => Ok(Protection::GuaranteeNothing),
         _ => Err(format!(
             "unknown protection {s:?} (known: guarantee_resumability, \
-         guarantee_incremental_replication, guarantee_nothing)"
+             guarantee_incremental, guarantee_nothing)"
         )),
     }
 );

@@ -268,7 +268,9 @@ impl Default for Replication {
     }
 }
 
-/// `replication.protection.{initial,incremental}`.
+/// `replication.protection.{initial,incremental}`: `guarantee_resumability`,
+/// `guarantee_incremental` (alias `guarantee_incremental_replication`) or
+/// `guarantee_nothing`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protection {
     #[default]

@@ -160,7 +160,7 @@ jobs:
   replication:
     protection:
       initial: guarantee_resumability
-      incremental: guarantee_incremental_replication
+      incremental: guarantee_incremental
     concurrency:
       steps: 2
       size_estimates: 8

@@ -10,6 +10,7 @@
 //! bytes → [`frame`] → [`rpc`] sessions → [`node`] (connections and apps) →
 //! replication planning ([`plan`]) over the [`zfs`] model.
 
+pub mod config;
 pub mod control;
 pub mod frame;
 #[doc(hidden)]

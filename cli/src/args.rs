@@ -1,6 +1,11 @@
 //! The command line.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+
+/// Where the configuration is read from unless `--config` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/zferry/zferry.yml";
 
 #[derive(Debug, Parser)]
 #[command(name = "zferry", version, about = "ZFS replication: snapshots, send/receive, pruning")]
@@ -12,11 +17,51 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file (zrepl's YAML schema).
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run every job of the configuration until SIGTERM or SIGINT.
+    Daemon(ConfigArg),
+    /// Run one replication cycle of an active (push or pull) job, then exit:
+    /// 0 if every filesystem replicated, 1 otherwise.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The job's name.
+        job: String,
+    },
+    /// Show what the running daemon's jobs are doing.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a job of the running daemon.
+    #[command(subcommand)]
+    Signal(SignalCommand),
+    /// Check the configuration and exit: 0 if it is valid.
+    Configcheck(ConfigArg),
     /// Check a link end to end with zferry's own protocol, without ZFS.
     #[command(subcommand)]
     Probe(ProbeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignalCommand {
+    /// Start a replication cycle of an active job now.
+    Wakeup {
+        #[command(flatten)]
+        config: ConfigArg,
+        job: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

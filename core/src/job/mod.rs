@@ -7,7 +7,8 @@
 //! traffic.
 
 mod active;
-mod clients;
+mod build;
+pub mod clients;
 mod daemon;
 pub mod protocol;
 mod receiver;
@@ -16,7 +17,8 @@ mod source;
 pub mod zfsops;
 
 pub use active::{ActiveJob, ActiveSpec, Direction};
-pub use clients::ClientMap;
+pub use build::build_jobs;
+
 pub use daemon::{Daemon, DaemonMode};
 pub use sink::{SinkJob, SinkSpec};
 pub use source::{SourceJob, SourceSpec};

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::clients::ClientMap;
+use super::clients;
 use super::protocol::{FilesystemState, ListFilesystems, ListVersions, Receive};
 use super::receiver::ReceiveTask;
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
+use crate::config::ClientMap;
 use crate::control::JobStatus;
 use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::rpc::{IncomingRequest, RemoteError, RemoteErrorKind, SessionEvent};
@@ -237,7 +238,7 @@ impl Job for SinkJob {
     }
 
     fn on_accept(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, peer: &str) {
-        match self.spec.clients.identify(peer) {
+        match clients::identify(&self.spec.clients, peer) {
             Ok(identity) => {
                 ctx.log(
                     Level::Info,

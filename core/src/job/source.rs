@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::clients::ClientMap;
+use super::clients;
 use super::protocol::{FilesystemState, ListFilesystems, ListVersions, Send};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
+use crate::config::ClientMap;
 use crate::control::JobStatus;
 use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::plan::filter::FilesystemFilter;
@@ -197,7 +198,7 @@ impl Job for SourceJob {
     }
 
     fn on_accept(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, peer: &str) {
-        match self.spec.clients.identify(peer) {
+        match clients::identify(&self.spec.clients, peer) {
             Ok(identity) => {
                 self.clients.insert(conn, Client { identity, pending: None });
             }

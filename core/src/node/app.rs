@@ -66,6 +66,12 @@ impl AppCtx<'_> {
 
     pub fn listen(&mut self, endpoint: Endpoint) -> ListenerId {
         let listener = ListenerId(self.transport.alloc_id());
+        if let Endpoint::Local(name) = &endpoint {
+            // In-process: bound at once, and no driver is involved.
+            let bound = Some(format!("local:{name}"));
+            self.transport.listeners.insert(listener, Listener { endpoint, bound });
+            return listener;
+        }
         self.transport
             .listeners
             .insert(listener, Listener { endpoint: endpoint.clone(), bound: None });

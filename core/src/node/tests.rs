@@ -476,6 +476,7 @@ fn in_process_connections_need_no_driver() {
     assert_eq!(node.app().answer, Some(42));
     assert!(
         d.actions.is_empty()
+            && d.listener.is_none()
             && d.connecting.is_empty()
             && d.closed.is_empty()
             && d.interest.is_empty(),

@@ -93,12 +93,15 @@ fn snapshotting(job: &str, s: &config::Snapshotting) -> Result<(), String> {
     }
 }
 
+/// Jobs ready to run, and warnings for the person starting them.
+pub type Built = (Vec<Box<dyn Job>>, Vec<String>);
+
 /// The jobs of `config`, and warnings for the person starting them.
 ///
 /// Pruning is not implemented yet either, but zrepl requires its keys in every
 /// push and pull job. Ignoring the rules can only keep more snapshots than asked,
 /// never destroy one, so such a job runs, with a warning that says so.
-pub fn build_jobs(config: &Config) -> Result<(Vec<Box<dyn Job>>, Vec<String>), String> {
+pub fn build_jobs(config: &Config) -> Result<Built, String> {
     let mut jobs: Vec<Box<dyn Job>> = Vec::new();
     let mut warnings = Vec::new();
     let prune_warning = |name: &str| {

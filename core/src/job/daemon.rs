@@ -210,6 +210,9 @@ impl App for Daemon {
 
     fn on_shutdown(&mut self, ctx: &mut AppCtx<'_>) {
         if self.shutting_down {
+            // A second signal: stop waiting; the driver kills what still runs.
+            ctx.log(Level::Warn, "second signal: exiting without waiting for running work");
+            self.fatal.get_or_insert_with(|| "interrupted twice".to_owned());
             return;
         }
         self.shutting_down = true;

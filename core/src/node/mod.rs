@@ -259,7 +259,7 @@ impl<A: App> Node<A> {
                     return None;
                 }
                 let max = match p.stdout_to {
-                    StdoutTo::Stream(conn) => t.conns.get(&conn)?.session.stream_send_capacity(),
+                    StdoutTo::Stream(conn) => stdout_room(&t.conns, conn),
                     StdoutTo::Collect | StdoutTo::Null => crate::limits::READ_CHUNK,
                 };
                 (max > 0).then(|| p.stdout_slot(max))
@@ -468,6 +468,16 @@ impl<A: App> Node<A> {
                 break;
             }
         }
+    }
+}
+
+/// How much of a process's stdout may be read for the stream of `conn`: the
+/// stream's credit, or, once the stream is gone, a chunk to discard, so that the
+/// (killed) process's end of file is still seen and it can be reaped.
+fn stdout_room(conns: &BTreeMap<ConnId, Conn>, conn: ConnId) -> usize {
+    match conns.get(&conn) {
+        Some(c) if c.session.has_outbound_stream() => c.session.stream_send_capacity(),
+        _ => crate::limits::READ_CHUNK,
     }
 }
 
@@ -751,7 +761,10 @@ impl Transport {
                 continue;
             }
             if c.session.should_drop() {
-                let feeds = c.feeds;
+                // A process writing into this connection's stream would block
+                // forever on a pipe nobody reads any more; one reading from it
+                // must not take a cut stream for a complete one.
+                let doomed = [c.feeds, c.fed_by];
                 let (local_peer, in_process) = (c.local_peer, c.in_process);
                 self.conns.remove(&conn);
                 if !in_process {
@@ -763,7 +776,7 @@ impl Transport {
                     p.session.handle_read(self.now.mono, 0);
                     self.dirty_later.extend(local_peer);
                 }
-                if let Some(proc) = feeds {
+                for proc in doomed.into_iter().flatten() {
                     self.kill(proc);
                 }
                 continue;
@@ -787,9 +800,7 @@ impl Transport {
                 self.outputs.push_back(Output::Action(Action::CloseStdin(proc)));
             }
             let stdout_capacity = match p.stdout_to {
-                StdoutTo::Stream(conn) => {
-                    self.conns.get(&conn).is_some_and(|c| c.session.stream_send_capacity() > 0)
-                }
+                StdoutTo::Stream(conn) => stdout_room(&self.conns, conn) > 0,
                 StdoutTo::Collect | StdoutTo::Null => true,
             };
             let want = [

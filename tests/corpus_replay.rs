@@ -44,3 +44,8 @@ fn frame_decoder_corpus() {
 fn rpc_session_corpus() {
     replay("rpc_session", zferry_core::fuzzing::rpc_session);
 }
+
+#[test]
+fn zfs_parsers_corpus() {
+    replay("zfs_parsers", zferry_core::zfs::parse::fuzz_parsers);
+}

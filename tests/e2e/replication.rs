@@ -13,9 +13,14 @@ use zferry_tests::{binaries, Binary, Child, Pool, ZfsEnv};
 
 const T: Duration = Duration::from_secs(120);
 
-fn env() -> Option<ZfsEnv> {
+/// zfs-fuse is not built for many concurrent pool operations on two cores:
+/// the scenarios run one at a time, whatever the test harness's threads.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn env() -> Option<(ZfsEnv, std::sync::MutexGuard<'static, ()>)> {
+    let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match ZfsEnv::detect() {
-        Ok(e) => Some(e),
+        Ok(e) => Some((e, serial)),
         Err(why) => {
             eprintln!("SKIPPED: {why}");
             None
@@ -143,7 +148,7 @@ fn same_guids(src: &Pool, src_fs: &str, dst: &Pool, dst_fs: &str) {
 
 #[test]
 fn local_push_full_then_incrementals_in_both_binaries() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for bin in binaries() {
         let src = source(&env);
         let dst = env.pool("d");
@@ -182,7 +187,7 @@ fn local_push_full_then_incrementals_in_both_binaries() {
 
 #[test]
 fn tcp_push_to_a_sink_daemon_across_binaries() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for (sender, receiver) in pairs() {
         let src = source(&env);
         let dst = env.pool("d");
@@ -208,7 +213,7 @@ fn tcp_push_to_a_sink_daemon_across_binaries() {
 
 #[test]
 fn placeholder_parent_and_exclusions() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for bin in binaries() {
         let src = env.pool("s");
         src.create("a/b/c");
@@ -241,7 +246,7 @@ fn placeholder_parent_and_exclusions() {
 
 #[test]
 fn diverged_receiver_is_an_error_and_nothing_is_destroyed() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for bin in binaries() {
         let src = source(&env);
         let dst = env.pool("d");
@@ -278,7 +283,7 @@ fn diverged_receiver_is_an_error_and_nothing_is_destroyed() {
 
 #[test]
 fn no_common_ancestor_is_an_error_and_nothing_is_destroyed() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for bin in binaries() {
         let src = source(&env);
         let dst = env.pool("d");
@@ -302,7 +307,7 @@ fn no_common_ancestor_is_an_error_and_nothing_is_destroyed() {
 
 #[test]
 fn a_failing_child_stops_its_subtree_and_no_other() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     let bin = Binary::Mio;
     let src = env.pool("s");
     src.create("p/bad/below");
@@ -338,7 +343,7 @@ fn a_failing_child_stops_its_subtree_and_no_other() {
 
 #[test]
 fn clients_stay_in_their_own_subtree_and_strangers_are_refused() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     let src = source(&env);
     let dst = env.pool("d");
     dst.create("sink");
@@ -364,7 +369,7 @@ fn clients_stay_in_their_own_subtree_and_strangers_are_refused() {
 
 #[test]
 fn missing_root_fs_is_a_clear_error_and_is_not_created() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     let src = source(&env);
     let dst = env.pool("d");
     let dir = Dir::new("noroot");
@@ -378,7 +383,7 @@ fn missing_root_fs_is_a_clear_error_and_is_not_created() {
 #[test]
 fn daemon_survives_a_corrupt_peer_and_still_receives() {
     use std::io::{Read, Write};
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for bin in binaries() {
         let src = source(&env);
         let dst = env.pool("d");
@@ -402,7 +407,7 @@ fn daemon_survives_a_corrupt_peer_and_still_receives() {
 
 #[test]
 fn sink_killed_mid_transfer_then_restarted_converges() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     let src = env.pool("s");
     src.create("big");
     // Incompressible, so the transfer takes a moment.
@@ -448,7 +453,7 @@ fn sink_killed_mid_transfer_then_restarted_converges() {
 
 #[test]
 fn pull_from_a_source_daemon() {
-    let Some(env) = env() else { return };
+    let Some((env, _serial)) = env() else { return };
     for (sender, receiver) in pairs() {
         let src = source(&env);
         let dst = env.pool("d");

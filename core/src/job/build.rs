@@ -93,6 +93,43 @@ fn snapshotting(job: &str, s: &config::Snapshotting) -> Result<(), String> {
     }
 }
 
+/// `send` flags change what a stream carries; none is implemented yet, so a job
+/// that asks for one must not run as if it had it.
+fn send_options(job: &str, send: &config::SendOptions) -> Result<(), String> {
+    let asked: Vec<&str> = [
+        ("encrypted", send.encrypted),
+        ("raw", send.raw),
+        ("send_properties", send.send_properties),
+        ("backup_properties", send.backup_properties),
+        ("large_blocks", send.large_blocks),
+        ("compressed", send.compressed),
+        ("embedded_data", send.embedded_data),
+        ("saved", send.saved),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    Err(format!("job {job:?}: send options {} are {}", asked.join(", "), config::NOT_SUPPORTED))
+}
+
+/// Property overrides on receive are not implemented yet either.
+fn recv_options(job: &str, recv: &config::RecvOptions) -> Result<(), String> {
+    if recv.override_properties.is_empty() && recv.inherit_properties.is_empty() {
+        return Ok(());
+    }
+    Err(format!("job {job:?}: recv.properties override/inherit is {}", config::NOT_SUPPORTED))
+}
+
+/// One step at a time: more concurrency is accepted, and said to be unused.
+fn concurrency_warning(job: &str, replication: &config::Replication) -> Option<String> {
+    (replication.concurrency_steps > 1).then(|| {
+        format!("job {job:?}: replication.concurrency.steps > 1 is not implemented yet: steps run one at a time")
+    })
+}
+
 /// Jobs ready to run, and warnings for the person starting them.
 pub type Built = (Vec<Box<dyn Job>>, Vec<String>);
 
@@ -112,7 +149,9 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
         match &job.kind {
             JobKind::Push(push) => {
                 snapshotting(&name, &push.snapshotting)?;
+                send_options(&name, &push.send)?;
                 warnings.push(prune_warning(&name));
+                warnings.extend(concurrency_warning(&name, &push.replication));
                 let (connect, client_identity) = connect_endpoint(&push.connect);
                 let (filter, list_roots) = filter(&name, &push.filesystems)?;
                 jobs.push(Box::new(ActiveJob::new(ActiveSpec {
@@ -129,7 +168,9 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                 })));
             }
             JobKind::Pull(pull) => {
+                recv_options(&name, &pull.recv)?;
                 warnings.push(prune_warning(&name));
+                warnings.extend(concurrency_warning(&name, &pull.replication));
                 let (connect, client_identity) = connect_endpoint(&pull.connect);
                 jobs.push(Box::new(ActiveJob::new(ActiveSpec {
                     name,
@@ -147,6 +188,7 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                 })));
             }
             JobKind::Sink(sink) => {
+                recv_options(&name, &sink.recv)?;
                 let (serve, clients) = serve_endpoint(&sink.serve);
                 jobs.push(Box::new(SinkJob::new(SinkSpec {
                     name,
@@ -157,6 +199,7 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
             }
             JobKind::Source(source) => {
                 snapshotting(&name, &source.snapshotting)?;
+                send_options(&name, &source.send)?;
                 let (serve, clients) = serve_endpoint(&source.serve);
                 let (filter, list_roots) = filter(&name, &source.filesystems)?;
                 jobs.push(Box::new(SourceJob::new(SourceSpec {
@@ -173,4 +216,39 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
         }
     }
     Ok((jobs, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Result<Built, String> {
+        build_jobs(&Config::from_yaml(yaml).map_err(|e| e.to_string())?)
+    }
+
+    const PUSH: &str = "jobs:\n  - name: p\n    type: push\n    connect:\n      type: tcp\n      address: \"h:1\"\n    filesystems:\n      \"tank/a<\": true\n    snapshotting:\n      type: manual\n    pruning:\n      keep_sender: []\n      keep_receiver: []\n";
+
+    #[test]
+    fn what_runs_and_what_is_refused() {
+        let (jobs, warnings) = build(PUSH).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(
+            warnings.iter().any(|w| w.contains("pruning is not implemented yet")),
+            "{warnings:?}"
+        );
+
+        let periodic = PUSH
+            .replace("type: manual", "type: periodic\n      prefix: zferry_\n      interval: 10m");
+        let err = build(&periodic).err().unwrap();
+        assert!(err.contains("snapshotting") && err.contains(config::NOT_SUPPORTED), "{err}");
+
+        let raw =
+            PUSH.replace("    snapshotting:", "    send:\n      raw: true\n    snapshotting:");
+        let err = build(&raw).err().unwrap();
+        assert!(err.contains("raw") && err.contains(config::NOT_SUPPORTED), "{err}");
+
+        let everything = PUSH.replace("\"tank/a<\": true", "\"<\": true");
+        let err = build(&everything).err().unwrap();
+        assert!(err.contains("every pool"), "{err}");
+    }
 }

@@ -13,7 +13,7 @@ pub fn identify(clients: &ClientMap, peer: &str) -> Result<String, String> {
         validate_identity(identity)?;
         return Ok(identity.to_owned());
     }
-    let addr: std::net::SocketAddr =
+    let addr: core::net::SocketAddr =
         peer.parse().map_err(|_| format!("cannot tell the client's address from {peer:?}"))?;
     let zone = None;
     let identity = clients

@@ -900,10 +900,9 @@ mod tests {
     }
 
     #[test]
-    fn plans_a_large_tree_quickly() {
-        // 2,000 filesystems × 200 snapshots, half of them 150 snapshots behind. Kept
-        // well under a few seconds in a debug build by the O(n log n) diff.
-        let started = std::time::Instant::now();
+    fn plans_a_large_tree() {
+        // 2,000 filesystems × 200 snapshots, half of them 150 snapshots behind.
+        // Its speed is measured by `cargo bench --bench plan`, not asserted here.
         let snapshots = 200u64;
         let history = history(snapshots);
         let mut senders = Vec::new();
@@ -929,7 +928,5 @@ mod tests {
         let log = drive(&mut m, |_| ActionResult::Completed { bytes: 1 });
         assert_eq!(log.len(), 1_000);
         assert_eq!(m.progress().succeeded, 2_002);
-        let elapsed = started.elapsed();
-        assert!(elapsed < std::time::Duration::from_secs(5), "took {elapsed:?}");
     }
 }

@@ -675,7 +675,7 @@ impl Job for ActiveJob {
 
     fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult) {
         let name = self.spec.name.clone();
-        if self.dialect.on_process_done(ctx, proc, &result, &name) {
+        if self.dialect.on_process_done(ctx, proc, &result, &name).is_some() {
             if matches!(self.wait, Some(Wait::Dialect)) {
                 match self.dialect.get() {
                     Some(_) => self.connect(ctx),

@@ -148,6 +148,8 @@ impl<'a, 'b> JobCtx<'a, 'b> {
 pub(crate) struct DialectProbe {
     proc: Option<ProcId>,
     result: Option<Result<crate::zfs::Dialect, String>>,
+    /// Requests that arrived before the dialect was known (passive jobs).
+    deferred: Vec<(ConnId, crate::rpc::IncomingRequest)>,
 }
 
 impl DialectProbe {
@@ -173,16 +175,22 @@ impl DialectProbe {
         self.proc.is_some()
     }
 
-    /// True if `proc` was the probe (now finished).
+    /// Holds a request until the dialect is known.
+    pub fn defer(&mut self, conn: ConnId, request: crate::rpc::IncomingRequest) {
+        self.deferred.push((conn, request));
+    }
+
+    /// `Some` if `proc` was the probe (now finished): the requests that waited
+    /// for it, to be handled now.
     pub fn on_process_done(
         &mut self,
         ctx: &mut JobCtx<'_, '_>,
         proc: ProcId,
         result: &ProcessResult,
         job: &str,
-    ) -> bool {
+    ) -> Option<Vec<(ConnId, crate::rpc::IncomingRequest)>> {
         if self.proc != Some(proc) {
-            return false;
+            return None;
         }
         self.proc = None;
         let code = match result.status {
@@ -198,6 +206,6 @@ impl DialectProbe {
             }
         }
         self.result = Some(detected);
-        true
+        Some(std::mem::take(&mut self.deferred))
     }
 }

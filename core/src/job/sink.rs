@@ -30,16 +30,8 @@ fn failed(why: String) -> RemoteError {
 /// What one connection's request is waiting for.
 #[derive(Debug)]
 enum Pending {
-    /// The request arrived before the zfs dialect was known.
-    Deferred(IncomingRequest),
-    ListFilesystems {
-        proc: ProcId,
-        root: DatasetPath,
-    },
-    ListVersions {
-        proc: ProcId,
-        target: DatasetPath,
-    },
+    ListFilesystems { proc: ProcId, root: DatasetPath },
+    ListVersions { proc: ProcId, target: DatasetPath },
     Receive(ReceiveTask),
 }
 
@@ -214,7 +206,7 @@ impl SinkJob {
                 let _ =
                     s.respond::<ListVersions>(now, answer.as_ref().map_err(Clone::clone), false);
             }
-            Pending::Deferred(_) | Pending::Receive(_) => {}
+            Pending::Receive(_) => {}
         }
     }
 }
@@ -263,11 +255,7 @@ impl Job for SinkJob {
         match event {
             SessionEvent::Request(req) => match self.dialect.get() {
                 Some(d) => self.handle_request(ctx, conn, req, d),
-                None => {
-                    if let Some(c) = self.clients.get_mut(&conn) {
-                        c.pending = Some(Pending::Deferred(req));
-                    }
-                }
+                None => self.dialect.defer(conn, req),
             },
             ev @ (SessionEvent::StreamData(_)
             | SessionEvent::StreamEnd
@@ -295,26 +283,15 @@ impl Job for SinkJob {
     }
 
     fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult) {
-        if self.dialect.on_process_done(ctx, proc, &result, &self.spec.name) {
-            let deferred: Vec<(ConnId, IncomingRequest)> = self
-                .clients
-                .iter_mut()
-                .filter_map(|(conn, c)| match c.pending.take() {
-                    Some(Pending::Deferred(req)) => Some((*conn, req)),
-                    other => {
-                        c.pending = other;
-                        None
-                    }
-                })
-                .collect();
-            for (conn, req) in deferred {
+        let job = self.spec.name.clone();
+        if let Some(waiting) = self.dialect.on_process_done(ctx, proc, &result, &job) {
+            for (conn, req) in waiting {
+                if !self.clients.contains_key(&conn) {
+                    continue;
+                }
                 match self.dialect.get() {
                     Some(d) => self.handle_request(ctx, conn, req, d),
-                    None => Self::respond_error(
-                        ctx,
-                        conn,
-                        RemoteError::new(RemoteErrorKind::Failed, self.dialect.error()),
-                    ),
+                    None => Self::respond_error(ctx, conn, failed(self.dialect.error())),
                 }
             }
             return;

@@ -27,19 +27,17 @@ pub struct SourceSpec {
 
 #[derive(Debug)]
 enum Pending {
-    Deferred(IncomingRequest),
     ListFilesystems { proc: ProcId, rest: VecDeque<DatasetPath>, found: Vec<FilesystemState> },
     ListVersions { proc: ProcId, fs: DatasetPath },
     Sending { proc: ProcId },
 }
 
 impl Pending {
-    fn proc(&self) -> Option<ProcId> {
+    fn proc(&self) -> ProcId {
         match self {
             Pending::ListFilesystems { proc, .. }
             | Pending::ListVersions { proc, .. }
-            | Pending::Sending { proc } => Some(*proc),
-            Pending::Deferred(_) => None,
+            | Pending::Sending { proc } => *proc,
         }
     }
 }
@@ -219,11 +217,7 @@ impl Job for SourceJob {
         match event {
             SessionEvent::Request(req) => match self.dialect.get() {
                 Some(d) => self.handle_request(ctx, conn, req, d),
-                None => {
-                    if let Some(c) = self.clients.get_mut(&conn) {
-                        c.pending = Some(Pending::Deferred(req));
-                    }
-                }
+                None => self.dialect.defer(conn, req),
             },
             SessionEvent::StreamCancelled(reason) => {
                 ctx.log(
@@ -237,26 +231,19 @@ impl Job for SourceJob {
 
     fn on_conn_closed(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, _error: Option<String>) {
         if let Some(c) = self.clients.remove(&conn) {
-            if let Some(p) = c.pending.as_ref().and_then(Pending::proc) {
+            if let Some(p) = c.pending.as_ref().map(Pending::proc) {
                 ctx.kill(p);
             }
         }
     }
 
     fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult) {
-        if self.dialect.on_process_done(ctx, proc, &result, &self.spec.name.clone()) {
-            let deferred: Vec<(ConnId, IncomingRequest)> = self
-                .clients
-                .iter_mut()
-                .filter_map(|(conn, c)| match c.pending.take() {
-                    Some(Pending::Deferred(req)) => Some((*conn, req)),
-                    other => {
-                        c.pending = other;
-                        None
-                    }
-                })
-                .collect();
-            for (conn, req) in deferred {
+        let job = self.spec.name.clone();
+        if let Some(waiting) = self.dialect.on_process_done(ctx, proc, &result, &job) {
+            for (conn, req) in waiting {
+                if !self.clients.contains_key(&conn) {
+                    continue;
+                }
                 match self.dialect.get() {
                     Some(d) => self.handle_request(ctx, conn, req, d),
                     None => Self::respond_error(ctx, conn, failed(self.dialect.error())),
@@ -267,7 +254,7 @@ impl Job for SourceJob {
         let Some(conn) = self
             .clients
             .iter()
-            .find_map(|(c, cl)| (cl.pending.as_ref()?.proc()? == proc).then_some(*c))
+            .find_map(|(c, cl)| (cl.pending.as_ref()?.proc() == proc).then_some(*c))
         else {
             return;
         };
@@ -339,7 +326,6 @@ impl Job for SourceJob {
                     );
                 }
             }
-            Pending::Deferred(_) => {}
         }
     }
 
@@ -349,7 +335,7 @@ impl Job for SourceJob {
 
     fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>) {
         for (conn, c) in &self.clients {
-            if let Some(p) = c.pending.as_ref().and_then(Pending::proc) {
+            if let Some(p) = c.pending.as_ref().map(Pending::proc) {
                 ctx.kill(p);
             }
             ctx.close(*conn, "the source is shutting down");

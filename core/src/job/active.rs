@@ -102,9 +102,22 @@ struct Cycle {
     fatal: Option<String>,
 }
 
+/// How often a running transfer's progress is logged.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The last progress sample of the running transfer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    at: Instant,
+    bytes: u64,
+    rate: u64,
+}
+
 #[derive(Debug)]
 pub struct ActiveJob {
     spec: ActiveSpec,
+    progress: Sample,
+    next_progress: Option<Instant>,
     dialect: DialectProbe,
     cycle: Option<Cycle>,
     wait: Option<Wait>,
@@ -117,6 +130,8 @@ impl ActiveJob {
     pub fn new(spec: ActiveSpec) -> ActiveJob {
         ActiveJob {
             spec,
+            progress: Sample::default(),
+            next_progress: None,
             dialect: DialectProbe::default(),
             cycle: None,
             wait: None,
@@ -528,6 +543,49 @@ impl ActiveJob {
             }
         }
         self.wait = Some(Wait::Transfer(Box::new(transfer)));
+        self.progress = Sample { at: now, bytes: 0, rate: 0 };
+        self.next_progress = Some(now + PROGRESS_INTERVAL);
+    }
+
+    /// Logs the running transfer's bytes and rate, and arms the next report.
+    fn report_progress(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let now = ctx.now().mono;
+        let proc = match &self.wait {
+            Some(Wait::Transfer(t)) => t.send.or_else(|| t.receive.as_ref()?.receive_proc()),
+            _ => None,
+        };
+        let Some(bytes) = proc.and_then(|p| ctx.process_bytes(p)) else {
+            self.next_progress = None;
+            return;
+        };
+        let elapsed = now.saturating_since(self.progress.at).as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            (bytes.saturating_sub(self.progress.bytes) as f64 / elapsed) as u64
+        } else {
+            0
+        };
+        self.progress = Sample { at: now, bytes, rate };
+        let (fs, step, steps) = self
+            .cycle
+            .as_ref()
+            .map(|c| {
+                (
+                    c.current.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    c.step_index,
+                    c.steps_total,
+                )
+            })
+            .unwrap_or_default();
+        self.log(
+            ctx,
+            Level::Info,
+            format!(
+                "{fs}: step {step}/{steps}: {:.1} MiB so far, {:.1} MiB/s",
+                bytes as f64 / 1048576.0,
+                rate as f64 / 1048576.0
+            ),
+        );
+        self.next_progress = Some(now + PROGRESS_INTERVAL);
     }
 
     /// Settles a transfer once every part of it has reported.
@@ -550,6 +608,8 @@ impl ActiveJob {
         };
         let Some(outcome) = outcome else { return };
         self.wait = None;
+        self.next_progress = None;
+        self.progress = Sample::default();
         match outcome {
             Ok(bytes) => {
                 if let Some(c) = &mut self.cycle {
@@ -702,17 +762,18 @@ impl Job for ActiveJob {
     }
 
     fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>) {
-        if self.next_run.is_some_and(|t| t <= ctx.now().mono)
-            && self.cycle.is_none()
-            && !self.stopping
-        {
+        let now = ctx.now().mono;
+        if self.next_progress.is_some_and(|t| t <= now) {
+            self.report_progress(ctx);
+        }
+        if self.next_run.is_some_and(|t| t <= now) && self.cycle.is_none() && !self.stopping {
             self.start_cycle(ctx);
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         if self.cycle.is_some() {
-            return None;
+            return self.next_progress;
         }
         self.next_run
     }
@@ -758,8 +819,8 @@ impl Job for ActiveJob {
                         filesystem: fs.to_string(),
                         step: c.step_index,
                         steps: c.steps_total,
-                        bytes: c.fs_bytes,
-                        rate: 0,
+                        bytes: c.fs_bytes + self.progress.bytes,
+                        rate: self.progress.rate,
                     }),
                 ),
                 None => ("listing filesystems".to_owned(), None),

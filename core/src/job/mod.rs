@@ -126,6 +126,10 @@ impl<'a, 'b> JobCtx<'a, 'b> {
         self.app.kill(proc);
     }
 
+    pub fn process_bytes(&self, proc: ProcId) -> Option<u64> {
+        self.app.process_bytes(proc)
+    }
+
     pub fn feed_stdin(&mut self, proc: ProcId, data: bytes::Bytes) {
         self.app.feed_stdin(proc, data);
     }

@@ -124,6 +124,14 @@ impl ReceiveTask {
         self.stream_aborted.get_or_insert_with(|| why.to_owned());
     }
 
+    /// The running `zfs receive`, for progress.
+    pub fn receive_proc(&self) -> Option<ProcId> {
+        match self.phase {
+            Phase::Receiving(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// True if `proc` belongs to this task.
     pub fn owns(&self, proc: ProcId) -> bool {
         matches!(self.phase, Phase::Listing(p) | Phase::Creating(p) | Phase::Receiving(p) | Phase::Finishing(p) if p == proc)

@@ -185,6 +185,11 @@ impl AppCtx<'_> {
         self.transport.end_stdin(proc);
     }
 
+    /// Bytes that went through the process's piped stdout or stdin so far.
+    pub fn process_bytes(&self, proc: ProcId) -> Option<u64> {
+        self.transport.procs.get(&proc).map(|p| p.bytes)
+    }
+
     /// Kills a process; it is still reported through `on_process_done`.
     pub fn kill(&mut self, proc: ProcId) {
         self.transport.kill(proc);

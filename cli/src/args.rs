@@ -49,9 +49,22 @@ pub enum Command {
     Signal(SignalCommand),
     /// Check the configuration and exit: 0 if it is valid.
     Configcheck(ConfigArg),
+    /// Try parts of a configuration against this host.
+    #[command(subcommand)]
+    Test(TestCommand),
     /// Check a link end to end with zferry's own protocol, without ZFS.
     #[command(subcommand)]
     Probe(ProbeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Which local filesystems a push or source job's filter selects.
+    Filesystems {
+        #[command(flatten)]
+        config: ConfigArg,
+        job: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ pub mod process;
 mod report;
 mod signals;
 
-pub use args::{Cli, Command, ProbeCommand, SignalCommand};
+pub use args::{Cli, Command, ProbeCommand, SignalCommand, TestCommand};
 pub use clock::Clock;
 pub use report::Report;
 pub use signals::shutdown_signals;
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use zferry_core::config::Config;
 use zferry_core::control::{ControlClient, ControlRequest};
-use zferry_core::job::{build_jobs, Daemon, DaemonMode};
+use zferry_core::job::{build_jobs, job_filter, Daemon, DaemonMode, TestFilesystems};
 use zferry_core::node::{App, Endpoint, Level, Node};
 use zferry_core::probe::{Probe, ProbeMode};
 use zferry_core::rpc::SessionConfig;
@@ -92,6 +92,11 @@ fn run_command<D: Driver>(
             }
             println!("{}: ok, {} job(s)", c.config.display(), jobs.len());
             Ok(0)
+        }
+        Command::Test(TestCommand::Filesystems { config: c, job }) => {
+            let config = load_config(&c.config)?;
+            let (filter, roots) = job_filter(&config, &job)?;
+            run::<D>(TestFilesystems::new(filter, roots), verbose)
         }
         Command::Probe(ProbeCommand::Serve { listen, once, command }) => {
             let command = (!command.is_empty()).then_some(command);

@@ -482,3 +482,36 @@ fn pull_from_a_source_daemon() {
         assert_eq!(sourced.wait(T).code(), Some(0));
     }
 }
+
+#[test]
+fn test_filesystems_shows_what_the_filter_selects() {
+    let Some((env, _serial)) = env() else { return };
+    let src = env.pool("s");
+    src.create("a/tmp");
+    src.create("b");
+    let dir = Dir::new("testfs");
+    let rules = [(src.path("a<"), true), (src.path("a/tmp"), false)];
+    let rules: Vec<(&str, bool)> = rules.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    let config = local_config(&dir, "c", &rules, "nowhere/x", "h");
+    for bin in binaries() {
+        let out = bin
+            .command()
+            .args(["test", "filesystems", "--config", &config, "push"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let expect = [
+            (src.path("a"), "replicate"),
+            (src.path("a/tmp"), "exclude"),
+            (src.path("b"), "exclude"),
+            (src.path(""), "exclude"),
+        ];
+        for (fs, verdict) in expect {
+            assert!(
+                text.lines().any(|l| l == format!("{fs}\t{verdict}")),
+                "{bin:?}: {fs} {verdict}:\n{text}"
+            );
+        }
+    }
+}

@@ -130,6 +130,23 @@ fn concurrency_warning(job: &str, replication: &config::Replication) -> Option<S
     })
 }
 
+/// The filter of a push or source job, and the pools to list under, for
+/// `zferry test filesystems`.
+pub fn job_filter(
+    config: &Config,
+    job: &str,
+) -> Result<(FilesystemFilter, Vec<DatasetPath>), String> {
+    let j = config.job(job).ok_or_else(|| format!("no job named {job:?} in the config"))?;
+    match &j.kind {
+        JobKind::Push(push) => filter(job, &push.filesystems),
+        JobKind::Source(source) => filter(job, &source.filesystems),
+        other => Err(format!(
+            "job {job:?} is a {}: it has no filesystems filter of its own (the sending side's filter decides)",
+            other.type_name()
+        )),
+    }
+}
+
 /// Jobs ready to run, and warnings for the person starting them.
 pub type Built = (Vec<Box<dyn Job>>, Vec<String>);
 

@@ -14,14 +14,16 @@ pub mod protocol;
 mod receiver;
 mod sink;
 mod source;
+mod testfs;
 pub mod zfsops;
 
 pub use active::{ActiveJob, ActiveSpec, Direction};
-pub use build::build_jobs;
+pub use build::{build_jobs, job_filter};
 
 pub use daemon::{Daemon, DaemonMode};
 pub use sink::{SinkJob, SinkSpec};
 pub use source::{SourceJob, SourceSpec};
+pub use testfs::TestFilesystems;
 
 use std::collections::BTreeMap;
 

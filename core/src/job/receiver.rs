@@ -95,7 +95,11 @@ impl ReceiveTask {
 
     /// `Some` once finished: the bytes received, or why it failed.
     pub fn result(&self) -> Option<&Result<u64, String>> {
-        self.result.as_ref()
+        // Only once everything ran: the read-only flag is part of a good receive.
+        match self.phase {
+            Phase::Done => self.result.as_ref(),
+            _ => None,
+        }
     }
 
     /// Stream events for our connection that the node did not route to a process

@@ -593,10 +593,13 @@ impl ActiveJob {
         let Some(Wait::Transfer(t)) = &self.wait else { return };
         let outcome: Option<Result<u64, String>> = match self.spec.direction {
             Direction::Push => match (&t.send_result, &t.answered) {
-                (Some(sent), Some(answer)) => Some(if !sent.status.success() {
-                    Err(format!("zfs send failed ({}): {}", sent.status, sent.stderr))
-                } else {
-                    answer.clone().map(|()| sent.bytes)
+                // The receiver's refusal explains a send we then had to stop.
+                (Some(sent), Some(answer)) => Some(match answer {
+                    Err(e) => Err(e.clone()),
+                    Ok(()) if !sent.status.success() => {
+                        Err(format!("zfs send failed ({}): {}", sent.status, sent.stderr))
+                    }
+                    Ok(()) => Ok(sent.bytes),
                 }),
                 _ => None,
             },

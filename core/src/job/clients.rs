@@ -1,7 +1,9 @@
 //! Who a connecting client is: by its address for TCP (the job's `clients` map,
 //! as zrepl writes it), by its own word for in-process clients.
 
+use super::JobCtx;
 use crate::config::{validate_identity, ClientMap};
+use crate::node::{ConnId, Level};
 
 /// Peer strings of in-process connections start with this, then the identity.
 pub const LOCAL_PEER_PREFIX: &str = "local:";
@@ -21,6 +23,28 @@ pub fn identify(clients: &ClientMap, peer: &str) -> Result<String, String> {
         .ok_or_else(|| format!("client {} is not in this job's clients list", addr.ip()))?;
     validate_identity(&identity)?;
     Ok(identity)
+}
+
+/// Identifies a newly accepted client of a passive job; a stranger is logged
+/// and its connection closed with the reason. Returns the identity.
+pub fn admit(
+    ctx: &mut JobCtx<'_, '_>,
+    job: &str,
+    clients: &ClientMap,
+    conn: ConnId,
+    peer: &str,
+) -> Option<String> {
+    match identify(clients, peer) {
+        Ok(identity) => {
+            ctx.log(Level::Info, format!("job {job}: client {identity} connected from {peer}"));
+            Some(identity)
+        }
+        Err(why) => {
+            ctx.log(Level::Warn, format!("job {job}: refused connection from {peer}: {why}"));
+            ctx.close(conn, &why);
+            None
+        }
+    }
 }
 
 #[cfg(test)]

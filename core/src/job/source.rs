@@ -196,17 +196,9 @@ impl Job for SourceJob {
     }
 
     fn on_accept(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, peer: &str) {
-        match clients::identify(&self.spec.clients, peer) {
-            Ok(identity) => {
-                self.clients.insert(conn, Client { identity, pending: None });
-            }
-            Err(why) => {
-                ctx.log(
-                    Level::Warn,
-                    format!("job {}: refused connection from {peer}: {why}", self.spec.name),
-                );
-                ctx.close(conn, &why);
-            }
+        if let Some(identity) = clients::admit(ctx, &self.spec.name, &self.spec.clients, conn, peer)
+        {
+            self.clients.insert(conn, Client { identity, pending: None });
         }
     }
 

@@ -378,11 +378,11 @@ from_scalar!(
     Protection,
     "guarantee_resumability, guarantee_incremental or guarantee_nothing",
     |s| match s {
-        "guarantee_resumability" => Ok(Protection::GuaranteeResumability),
+        "guarantee_resumability" => Ok(Protection::Resumability),
         "guarantee_incremental" | "guarantee_incremental_replication" => {
-            Ok(Protection::GuaranteeIncrementalReplication)
+            Ok(Protection::IncrementalReplication)
         }
-        "guarantee_nothing" => Ok(Protection::GuaranteeNothing),
+        "guarantee_nothing" => Ok(Protection::Nothing),
         _ => Err(format!(
             "unknown protection {s:?} (known: guarantee_resumability, \
              guarantee_incremental, guarantee_nothing)"

@@ -260,37 +260,24 @@ pub struct Replication {
 impl Default for Replication {
     fn default() -> Self {
         Replication {
-            protection_initial: Protection::GuaranteeResumability,
-            protection_incremental: Protection::GuaranteeResumability,
+            protection_initial: Protection::Resumability,
+            protection_incremental: Protection::Resumability,
             concurrency_steps: 1,
             concurrency_size_estimates: 4,
         }
     }
 }
 
-/// `replication.protection.{initial,incremental}`: `guarantee_resumability`,
-/// `guarantee_incremental` (alias `guarantee_incremental_replication`) or
-/// `guarantee_nothing`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Protection {
-    #[default]
-    GuaranteeResumability,
-    GuaranteeIncrementalReplication,
-    GuaranteeNothing,
-}
+/// `replication.protection.{initial,incremental}` (`guarantee_resumability`,
+/// `guarantee_incremental` or its alias `guarantee_incremental_replication`,
+/// `guarantee_nothing`) and `conflict_resolution.initial_replication` are the
+/// planner's own policy types.
+pub use crate::plan::policy::{InitialReplication, Protection};
 
 /// `conflict_resolution`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConflictResolution {
     pub initial_replication: InitialReplication,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InitialReplication {
-    #[default]
-    MostRecent,
-    All,
-    Fail,
 }
 
 /// `snapshotting`.

@@ -346,8 +346,8 @@ fn local_backup_sample() {
     assert_eq!(
         p.replication,
         Replication {
-            protection_initial: Protection::GuaranteeResumability,
-            protection_incremental: Protection::GuaranteeIncrementalReplication,
+            protection_initial: Protection::Resumability,
+            protection_incremental: Protection::IncrementalReplication,
             concurrency_steps: 2,
             concurrency_size_estimates: 8,
         }

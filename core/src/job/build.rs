@@ -7,7 +7,6 @@ use super::Job;
 use crate::config::{self, Config, Connect, JobKind, Serve};
 use crate::node::Endpoint;
 use crate::plan::filter::FilesystemFilter;
-use crate::plan::policy::{InitialReplication, Protection};
 use crate::plan::steps::{ReplicationPolicy, StepMode};
 use crate::zfs::DatasetPath;
 
@@ -63,19 +62,9 @@ fn policy(
     replication: &config::Replication,
     conflict: &config::ConflictResolution,
 ) -> ReplicationPolicy {
-    let protection = match replication.protection_incremental {
-        config::Protection::GuaranteeResumability => Protection::Resumability,
-        config::Protection::GuaranteeIncrementalReplication => Protection::IncrementalReplication,
-        config::Protection::GuaranteeNothing => Protection::Nothing,
-    };
-    let initial = match conflict.initial_replication {
-        config::InitialReplication::MostRecent => InitialReplication::MostRecent,
-        config::InitialReplication::All => InitialReplication::All,
-        config::InitialReplication::Fail => InitialReplication::Fail,
-    };
     ReplicationPolicy {
-        initial,
-        mode: StepMode::for_protection(protection),
+        initial: conflict.initial_replication,
+        mode: StepMode::for_protection(replication.protection_incremental),
         ..ReplicationPolicy::default()
     }
 }

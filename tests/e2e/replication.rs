@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use zferry_tests::zfs::run;
-use zferry_tests::{binaries, Binary, Child, Pool, ZfsEnv};
+use zferry_tests::zfs::{must, run};
+use zferry_tests::{binaries, Binary, Child, Flavor, Pool, ZfsEnv};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -514,4 +514,95 @@ fn test_filesystems_shows_what_the_filter_selects() {
             );
         }
     }
+}
+
+/// Incompressible bytes, so a stream's size follows the data's.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Leaves a partial receive of `send_args` in `target`, as a transfer cut after
+/// `cut` bytes does: `zfs receive -s` keeps what arrived and a resume token.
+fn interrupted_receive(send_args: &str, target: &str, cut: usize) -> String {
+    let cmd = format!("zfs send {send_args} | head -c {cut} | zfs receive -u -s {target}");
+    let r = run("sh", &["-c", &cmd]);
+    assert!(!r.ok, "the cut stream must fail to receive: {cmd}");
+    let token = must("zfs", &["get", "-H", "-o", "value", "receive_resume_token", target]);
+    let token = token.trim().to_owned();
+    assert!(token.len() > 1, "{target} holds a resume token after `{cmd}`: {}", r.stderr);
+    token
+}
+
+/// A receive cut short (full, then incremental) is resumed from its token by
+/// the next run, push and pull, and ends with the sender's snapshots by guid.
+#[test]
+fn interrupted_receives_are_resumed_push_and_pull() {
+    let Some((env, _serial)) = env() else { return };
+    if env.flavor == Flavor::ZfsFuse {
+        eprintln!("SKIPPED: zfs-fuse has no resumable receive (`zfs receive -s`)");
+        return;
+    }
+    let src = env.pool("s");
+    src.create("big");
+    src.write("big", "one", &noise(8 << 20, 1));
+    src.snapshot("big", "s1");
+    src.write("big", "two", &noise(8 << 20, 2));
+    src.snapshot("big", "s2");
+    let dst = env.pool("d");
+    dst.create("sink");
+    dst.create("pulled");
+    let dir = Dir::new("resume");
+    let big = src.path("big");
+
+    // Push, in one process (local transport), mio binary.
+    let push_target = format!("sink/laptop/{big}");
+    dst.create(&format!("sink/laptop/{}", src.name));
+    interrupted_receive(&format!("{big}@s1"), &dst.path(&push_target), 3 << 20);
+    let config = local_config(&dir, "push", &[(&big, true)], &dst.path("sink"), "laptop");
+    let (code, out) = run_job(Binary::Mio, &config, "push");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("partial receive of @s1: resuming it"), "{out}");
+    assert_eq!(dst.snapshots(&push_target), ["s1", "s2"]);
+    same_guids(&src, "big", &dst, &push_target);
+    assert_eq!(dst.get(&push_target, "readonly"), "on", "a resumed full receive is a replica");
+
+    src.write("big", "three", &noise(8 << 20, 3));
+    src.snapshot("big", "s3");
+    interrupted_receive(&format!("-i @s2 {big}@s3"), &dst.path(&push_target), 3 << 20);
+    let (code, out) = run_job(Binary::Mio, &config, "push");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("partial receive of @s3: resuming it"), "{out}");
+    assert_eq!(dst.snapshots(&push_target), ["s1", "s2", "s3"]);
+    same_guids(&src, "big", &dst, &push_target);
+    assert_eq!(dst.get(&push_target, "receive_resume_token"), "-");
+
+    // Pull over TCP from a source daemon, smol binary both sides.
+    let pull_target = format!("pulled/{big}");
+    dst.create(&format!("pulled/{}", src.name));
+    interrupted_receive(&format!("{big}@s1"), &dst.path(&pull_target), 3 << 20);
+    let source_cfg = format!(
+        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{big}\": true\n    snapshotting:\n      type: manual\n",
+        dir.path("source.sock"),
+    );
+    let source_cfg = dir.file("source.yml", &source_cfg);
+    let (mut sourced, addr) = daemon(Binary::Smol, &source_cfg, "source");
+    let pull_cfg = format!(
+        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n{PRUNING}",
+        dir.path("pull.sock"),
+        dst.path("pulled")
+    );
+    let pull_cfg = dir.file("pull.yml", &pull_cfg);
+    let (code, out) = run_job(Binary::Smol, &pull_cfg, "pull");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("partial receive of @s1: resuming it"), "{out}");
+    assert_eq!(dst.snapshots(&pull_target), ["s1", "s2", "s3"]);
+    same_guids(&src, "big", &dst, &pull_target);
+    assert!(
+        sourced.wait_for_line("resuming", T).contains(&big),
+        "the source read the token and resumed"
+    );
+    sourced.signal("TERM");
+    assert_eq!(sourced.wait(T).code(), Some(0));
 }

@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::protocol::{
-    FilesystemState, ListFilesystems, ListVersions, Receive, ReceiveRequest, Send, StepSpec,
+    DescribeResumeToken, DescribeResumeTokenRequest, FilesystemState, ListFilesystems,
+    ListVersions, Receive, ReceiveRequest, ResumeDescription, Send, StepSpec,
 };
-use super::receiver::ReceiveTask;
+use super::receiver::{ReceiveKind, ReceiveTask};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
 use crate::control::{JobStatus, Progress, RunSummary};
 use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::plan::filter::FilesystemFilter;
-use crate::plan::steps::{plan, Plan, ReplicationPolicy, Step, StepKind};
+use crate::plan::steps::{plan, Plan, ReplicationPolicy, ResumeInfo, Step, StepKind};
 use crate::rpc::SessionEvent;
 use crate::time::Instant;
 use crate::zfs::{DatasetPath, Dialect, FilesystemVersion};
@@ -58,6 +59,13 @@ enum Wait {
     },
     RemoteFilesystems,
     RemoteVersions,
+    /// Reading the receiver's resume token on the sending side: a local
+    /// process (push, `proc` set) or the source (pull).
+    ResumeToken {
+        proc: Option<ProcId>,
+        token: String,
+        receiver: Vec<FilesystemVersion>,
+    },
     Transfer(Box<Transfer>),
 }
 
@@ -439,10 +447,94 @@ impl ActiveJob {
         self.next_filesystem(ctx);
     }
 
+    /// The receiver's partial-receive token for the current filesystem, if any.
+    fn receiver_resume_token(&self) -> Option<String> {
+        let cycle = self.cycle.as_ref()?;
+        let fs = cycle.current.as_ref()?;
+        match self.spec.direction {
+            Direction::Push => cycle.remote.get(fs)?.resume_token.clone(),
+            Direction::Pull => {
+                cycle.local_filesystems.get(&self.receiver_path(fs)?)?.resume_token.clone()
+            }
+        }
+    }
+
+    /// Plans the current filesystem; a partial receive on the receiver is first
+    /// read on the sending side, so the plan can resume it.
     fn plan_filesystem(&mut self, ctx: &mut JobCtx<'_, '_>, receiver: Vec<FilesystemVersion>) {
+        let Some(token) = self.receiver_resume_token() else {
+            return self.plan_with(ctx, receiver, None);
+        };
+        let Some(fs) = self.cycle.as_ref().and_then(|c| c.current.clone()) else { return };
+        match self.spec.direction {
+            Direction::Push => match zfsops::describe_resume_token(self.dialect(), &token) {
+                Ok(spec) => {
+                    let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                    self.wait = Some(Wait::ResumeToken { proc: Some(proc), token, receiver });
+                }
+                Err(e) => self.fail_filesystem(ctx, format!("cannot read its resume token: {e}")),
+            },
+            Direction::Pull => {
+                let now = ctx.now().mono;
+                let request = DescribeResumeTokenRequest { filesystem: fs, token: token.clone() };
+                let sent = self
+                    .conn()
+                    .and_then(|c| ctx.session(c))
+                    .map(|s| s.request::<DescribeResumeToken>(now, &request, false));
+                match sent {
+                    Some(Ok(())) => {
+                        self.wait = Some(Wait::ResumeToken { proc: None, token, receiver })
+                    }
+                    other => self.abort_cycle(
+                        ctx,
+                        format!("cannot ask the source to read a resume token: {other:?}"),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn on_resume_description(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        token: String,
+        receiver: Vec<FilesystemVersion>,
+        described: Result<ResumeDescription, String>,
+    ) {
+        match described {
+            Ok(d) => {
+                let resume = d.into_resume_info(token);
+                self.log(
+                    ctx,
+                    Level::Info,
+                    format!(
+                        "{}: the receiver holds {} bytes of a partial receive of @{}: resuming it",
+                        self.cycle.as_ref().and_then(|c| c.current.as_ref()).map_or_else(String::new, ToString::to_string),
+                        resume.bytes,
+                        resume.toname
+                    ),
+                );
+                self.plan_with(ctx, receiver, Some(resume));
+            }
+            Err(e) => self.fail_filesystem(
+                ctx,
+                format!(
+                    "the receiver holds a partial receive whose resume token cannot be used: {e}; \
+                     discard it on the receiver with `zfs receive -A` (this drops only the partial data)"
+                ),
+            ),
+        }
+    }
+
+    fn plan_with(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        receiver: Vec<FilesystemVersion>,
+        resume: Option<ResumeInfo>,
+    ) {
         let Some(cycle) = &mut self.cycle else { return };
         let Some(fs) = cycle.current.clone() else { return };
-        let planned = plan(&cycle.sender_versions, &receiver, None, &self.spec.policy);
+        let planned = plan(&cycle.sender_versions, &receiver, resume.as_ref(), &self.spec.policy);
         match planned {
             Err(e) => self.fail_filesystem(ctx, e.to_string()),
             Ok(Plan::Idle(idle)) => {
@@ -669,6 +761,11 @@ impl Job for ActiveJob {
                         self.fail_filesystem(ctx, format!("the peer could not list versions: {e}"))
                     }
                 },
+                Some(Wait::ResumeToken { proc: None, token, receiver }) => {
+                    let described =
+                        response.decode::<DescribeResumeToken>().map_err(|e| e.to_string());
+                    self.on_resume_description(ctx, token, receiver, described);
+                }
                 Some(Wait::Transfer(mut t)) => {
                     match self.spec.direction {
                         Direction::Push => {
@@ -683,14 +780,16 @@ impl Job for ActiveJob {
                                 if let (Some(target), Some(root)) =
                                     (target, self.spec.root_fs.clone())
                                 {
-                                    let full = t.step.from.is_none()
-                                        && !matches!(t.step.kind, StepKind::Resume { .. });
+                                    let kind = ReceiveKind::of(
+                                        t.step.from.is_some(),
+                                        matches!(t.step.kind, StepKind::Resume { .. }),
+                                    );
                                     t.receive = Some(ReceiveTask::start(
                                         ctx,
                                         self.dialect(),
                                         root,
                                         target,
-                                        full,
+                                        kind,
                                         conn,
                                     ));
                                 }
@@ -750,6 +849,12 @@ impl Job for ActiveJob {
         match self.wait.take() {
             Some(Wait::LocalList { proc: p, what, pending_roots }) if p == proc => {
                 self.on_local_list(ctx, what, pending_roots, result);
+            }
+            Some(Wait::ResumeToken { proc: Some(p), token, receiver }) if p == proc => {
+                let Some(fs) = self.cycle.as_ref().and_then(|c| c.current.clone()) else { return };
+                let described = zfsops::parse_resume_description(&fs, &result)
+                    .map(|info| ResumeDescription::from(&info));
+                self.on_resume_description(ctx, token, receiver, described);
             }
             Some(Wait::Transfer(mut t)) => {
                 if t.send == Some(proc) {

@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::steps::ResumeInfo;
 use crate::rpc::Method;
-use crate::zfs::{DatasetPath, FilesystemVersion};
+use crate::zfs::{DatasetPath, FilesystemVersion, ResumeTokenInfo};
 
 /// What one side knows of one filesystem it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,4 +80,63 @@ impl Method for Send {
     const NAME: &'static str = "zferry.Send";
     type Request = StepSpec;
     type Response = ();
+}
+
+/// Decodes a partial receive's resume token on the sending side: only the host
+/// that has the snapshot it names can read it. The source answers only for a
+/// filesystem it serves and a token that names that filesystem.
+#[derive(Debug)]
+pub struct DescribeResumeToken;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeResumeTokenRequest {
+    /// The sender's path of the filesystem being received.
+    pub filesystem: DatasetPath,
+    pub token: String,
+}
+
+/// What a resume token continues, in the sender's names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeDescription {
+    pub from_guid: Option<u64>,
+    pub to_guid: u64,
+    /// The snapshot being sent, `fs@name`.
+    pub to_name: String,
+    /// Bytes the receiver already has.
+    pub bytes: u64,
+}
+
+impl Method for DescribeResumeToken {
+    const NAME: &'static str = "zferry.DescribeResumeToken";
+    type Request = DescribeResumeTokenRequest;
+    type Response = ResumeDescription;
+}
+
+impl From<&ResumeTokenInfo> for ResumeDescription {
+    fn from(info: &ResumeTokenInfo) -> Self {
+        ResumeDescription {
+            from_guid: info.from_guid,
+            to_guid: info.to_guid,
+            to_name: info.to_name.to_string(),
+            bytes: info.bytes,
+        }
+    }
+}
+
+impl ResumeDescription {
+    /// What the planner needs to put the resumption first.
+    pub fn into_resume_info(self, token: String) -> ResumeInfo {
+        // The planner's messages name the snapshot as `@name`.
+        let toname = match self.to_name.split_once('@') {
+            Some((_, name)) => name.to_owned(),
+            None => self.to_name,
+        };
+        ResumeInfo {
+            token,
+            toguid: self.to_guid,
+            fromguid: self.from_guid,
+            toname,
+            bytes: self.bytes,
+        }
+    }
 }

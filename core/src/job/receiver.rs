@@ -18,6 +18,34 @@ use crate::node::{ConnId, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::rpc::SessionEvent;
 use crate::zfs::{DatasetPath, Dialect};
 
+/// What kind of stream a step brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveKind {
+    /// A full stream: the target must not exist, or be a placeholder.
+    Full,
+    /// An incremental stream onto the target's snapshots.
+    Incremental,
+    /// The rest of an interrupted stream (`zfs send -t`): the target must hold
+    /// the partial state. `full` if the interrupted stream was a full one.
+    Resume { full: bool },
+}
+
+impl ReceiveKind {
+    /// The kind of receive a step needs.
+    pub fn of(from_snapshot: bool, resuming: bool) -> ReceiveKind {
+        match (resuming, from_snapshot) {
+            (true, from) => ReceiveKind::Resume { full: !from },
+            (false, true) => ReceiveKind::Incremental,
+            (false, false) => ReceiveKind::Full,
+        }
+    }
+
+    /// The receive makes a new replica, which is then set read-only.
+    fn creates_replica(self) -> bool {
+        matches!(self, ReceiveKind::Full | ReceiveKind::Resume { full: true })
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Listing(ProcId),
@@ -35,8 +63,7 @@ pub struct ReceiveTask {
     /// The configured receive root: it must exist; nothing above it is touched.
     root: DatasetPath,
     target: DatasetPath,
-    /// The step is a full stream (no incremental base).
-    full: bool,
+    kind: ReceiveKind,
     conn: ConnId,
     phase: Phase,
     to_create: VecDeque<DatasetPath>,
@@ -54,7 +81,7 @@ impl ReceiveTask {
         dialect: Dialect,
         root: DatasetPath,
         target: DatasetPath,
-        full: bool,
+        kind: ReceiveKind,
         conn: ConnId,
     ) -> ReceiveTask {
         // The root and every dataset from it down to the target.
@@ -73,7 +100,7 @@ impl ReceiveTask {
             dialect,
             root,
             target,
-            full,
+            kind,
             conn,
             phase: Phase::Done,
             to_create: VecDeque::new(),
@@ -173,7 +200,7 @@ impl ReceiveTask {
                     )));
                 }
                 let bytes = result.bytes;
-                if self.full {
+                if self.kind.creates_replica() {
                     // A fresh replica: read-only, and no longer a placeholder.
                     self.after.push_back(zfsops::set_property(
                         self.dialect,
@@ -223,19 +250,36 @@ impl ReceiveTask {
                 self.root
             )));
         }
+        let full = self.kind == ReceiveKind::Full;
         match existing.get(&self.target) {
-            Some(t) if self.full && !t.placeholder => {
+            Some(t) if full && !t.placeholder => {
+                let why = if t.resume_token.is_some() {
+                    "it holds a partially received stream, which a resumable send continues; \
+                     if that is not wanted, discard it with `zfs receive -A`"
+                } else {
+                    "it has no snapshot in common with the sender: rename or destroy it \
+                     yourself if it is not needed"
+                };
                 return self.finish(Err(format!(
-                    "{} exists and is not a placeholder; zferry will not overwrite it with a full stream \
-                     (it has no snapshot in common with the sender: rename or destroy it yourself if it is not needed)",
+                    "{} exists and is not a placeholder; zferry will not overwrite it with a full \
+                     stream ({why})",
                     self.target
                 )));
             }
-            Some(t) if self.full && t.placeholder => self.force = true,
-            Some(_) => {}
-            None if !self.full => {
+            Some(t) if full && t.placeholder => self.force = true,
+            Some(t)
+                if matches!(self.kind, ReceiveKind::Resume { .. }) && t.resume_token.is_none() =>
+            {
                 return self.finish(Err(format!(
-                    "{} does not exist for an incremental receive",
+                    "{} holds no partially received stream to resume (it may have been \
+                     discarded meanwhile); the next cycle plans afresh",
+                    self.target
+                )));
+            }
+            Some(_) => {}
+            None if !full => {
+                return self.finish(Err(format!(
+                    "{} does not exist for an incremental or resumed receive",
                     self.target
                 )));
             }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::clients;
 use super::protocol::{FilesystemState, ListFilesystems, ListVersions, Receive};
-use super::receiver::ReceiveTask;
+use super::receiver::{ReceiveKind, ReceiveTask};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
 use crate::config::ClientMap;
@@ -132,9 +132,10 @@ impl SinkJob {
                     self.spec.name, request.step.filesystem
                 ),
             );
-            let full = request.step.from.is_none() && request.step.resume_token.is_none();
+            let kind =
+                ReceiveKind::of(request.step.from.is_some(), request.step.resume_token.is_some());
             let task =
-                ReceiveTask::start(ctx, dialect, self.spec.root_fs.clone(), target, full, conn);
+                ReceiveTask::start(ctx, dialect, self.spec.root_fs.clone(), target, kind, conn);
             Some(Pending::Receive(task))
         } else {
             let why = format!("a sink does not answer {}", req.method);

@@ -5,7 +5,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::clients;
-use super::protocol::{FilesystemState, ListFilesystems, ListVersions, Send};
+use super::protocol::{
+    DescribeResumeToken, FilesystemState, ListFilesystems, ListVersions, ResumeDescription, Send,
+    StepSpec,
+};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
 use crate::config::ClientMap;
@@ -27,9 +30,25 @@ pub struct SourceSpec {
 
 #[derive(Debug)]
 enum Pending {
-    ListFilesystems { proc: ProcId, rest: VecDeque<DatasetPath>, found: Vec<FilesystemState> },
-    ListVersions { proc: ProcId, fs: DatasetPath },
-    Sending { proc: ProcId },
+    ListFilesystems {
+        proc: ProcId,
+        rest: VecDeque<DatasetPath>,
+        found: Vec<FilesystemState>,
+    },
+    ListVersions {
+        proc: ProcId,
+        fs: DatasetPath,
+    },
+    /// Reading a resume token: to answer it, or (`resume` set) to check it
+    /// before sending its resumption.
+    Describing {
+        proc: ProcId,
+        fs: DatasetPath,
+        resume: Option<StepSpec>,
+    },
+    Sending {
+        proc: ProcId,
+    },
 }
 
 impl Pending {
@@ -37,6 +56,7 @@ impl Pending {
         match self {
             Pending::ListFilesystems { proc, .. }
             | Pending::ListVersions { proc, .. }
+            | Pending::Describing { proc, .. }
             | Pending::Sending { proc } => *proc,
         }
     }
@@ -110,6 +130,42 @@ impl SourceJob {
         Ok(Pending::ListFilesystems { proc, rest, found })
     }
 
+    /// Answers a send request and starts its stream.
+    fn start_send(
+        &self,
+        ctx: &mut JobCtx<'_, '_>,
+        conn: ConnId,
+        dialect: Dialect,
+        step: &StepSpec,
+    ) -> Result<Pending, RemoteError> {
+        let now = ctx.now().mono;
+        let spec = zfsops::send(
+            dialect,
+            &step.filesystem,
+            step.from.as_ref(),
+            &step.to,
+            step.intermediate,
+            step.resume_token.as_deref(),
+        )
+        .map_err(failed)?;
+        // The stream follows the answer; a failing send aborts it with zfs's
+        // own message.
+        if let Some(s) = ctx.session(conn) {
+            s.respond::<Send>(now, Ok(&()), true).map_err(|e| failed(e.to_string()))?;
+        }
+        let what = if step.resume_token.is_some() { "resuming" } else { "sending" };
+        ctx.log(
+            Level::Info,
+            format!(
+                "job {}: {what} {} {}",
+                self.spec.name,
+                step.filesystem,
+                step.to.relative_name()
+            ),
+        );
+        Ok(Pending::Sending { proc: ctx.spawn(spec, StdoutTo::Stream(conn), StdinFrom::Null) })
+    }
+
     fn handle_request(
         &mut self,
         ctx: &mut JobCtx<'_, '_>,
@@ -117,7 +173,6 @@ impl SourceJob {
         req: IncomingRequest,
         dialect: Dialect,
     ) {
-        let now = ctx.now().mono;
         let pending = if req.is::<ListFilesystems>() {
             let roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
             self.list_next(ctx, dialect, roots, Vec::new())
@@ -130,35 +185,27 @@ impl SourceJob {
                     fs,
                 })
             })
+        } else if req.is::<DescribeResumeToken>() {
+            req.decode::<DescribeResumeToken>().and_then(|r| {
+                self.check(ctx, conn, &r.filesystem)?;
+                let spec = zfsops::describe_resume_token(dialect, &r.token).map_err(failed)?;
+                let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                Ok(Pending::Describing { proc, fs: r.filesystem, resume: None })
+            })
         } else if req.is::<Send>() {
             req.decode::<Send>().and_then(|step| {
                 self.check(ctx, conn, &step.filesystem)?;
-                let spec = zfsops::send(
-                    dialect,
-                    &step.filesystem,
-                    step.from.as_ref(),
-                    &step.to,
-                    step.intermediate,
-                    step.resume_token.as_deref(),
-                )
-                .map_err(failed)?;
-                // The stream follows the answer; a failing send aborts it with
-                // zfs's own message.
-                if let Some(s) = ctx.session(conn) {
-                    s.respond::<Send>(now, Ok(&()), true).map_err(|e| failed(e.to_string()))?;
+                match &step.resume_token {
+                    // A token is the client's word for what to send: read it
+                    // ourselves first, and send only what it is meant to be.
+                    Some(token) => {
+                        let spec = zfsops::describe_resume_token(dialect, token).map_err(failed)?;
+                        let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                        let fs = step.filesystem.clone();
+                        Ok(Pending::Describing { proc, fs, resume: Some(step) })
+                    }
+                    None => self.start_send(ctx, conn, dialect, &step),
                 }
-                ctx.log(
-                    Level::Info,
-                    format!(
-                        "job {}: sending {} {}",
-                        self.spec.name,
-                        step.filesystem,
-                        step.to.relative_name()
-                    ),
-                );
-                Ok(Pending::Sending {
-                    proc: ctx.spawn(spec, StdoutTo::Stream(conn), StdinFrom::Null),
-                })
             })
         } else {
             Err(RemoteError::new(
@@ -305,6 +352,36 @@ impl Job for SourceJob {
                         answer.as_ref().map_err(Clone::clone),
                         false,
                     );
+                }
+            }
+            Pending::Describing { fs, resume, .. } => {
+                let described = zfsops::parse_resume_description(&fs, &result);
+                match (described, resume) {
+                    (Err(e), _) => Self::respond_error(ctx, conn, failed(e)),
+                    (Ok(info), None) => {
+                        if let Some(s) = ctx.session(conn) {
+                            let answer = ResumeDescription::from(&info);
+                            let _ = s.respond::<DescribeResumeToken>(now, Ok(&answer), false);
+                        }
+                    }
+                    (Ok(info), Some(step)) if info.to_guid != step.to.guid => {
+                        let why = format!(
+                            "the resume token continues {} (guid {}), not {} (guid {})",
+                            info.to_name,
+                            info.to_guid,
+                            step.to.relative_name(),
+                            step.to.guid
+                        );
+                        Self::respond_error(ctx, conn, refused(why));
+                    }
+                    (Ok(_), Some(step)) => match self.start_send(ctx, conn, dialect, &step) {
+                        Ok(p) => {
+                            if let Some(c) = self.clients.get_mut(&conn) {
+                                c.pending = Some(p);
+                            }
+                        }
+                        Err(e) => Self::respond_error(ctx, conn, e),
+                    },
                 }
             }
             Pending::Sending { .. } => {

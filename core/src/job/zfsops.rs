@@ -12,7 +12,7 @@ use crate::zfs::command::{
 use crate::zfs::parse;
 use crate::zfs::{
     DatasetName, DatasetPath, Dialect, FilesystemVersion, PropertyName, PropertyValue, ResumeToken,
-    SnapshotPath, VersionName, VersionPath,
+    ResumeTokenInfo, SnapshotPath, VersionName, VersionPath,
 };
 
 fn spec(command: &ZfsCommand, dialect: Dialect) -> Result<ProcessSpec, String> {
@@ -136,6 +136,34 @@ pub fn send(
     spec(&ZfsCommand::Send(send), dialect)
 }
 
+/// `zfs send -n -v -t TOKEN`: what a partial receive's token names. Only the
+/// sending host can answer (the token names the sender's snapshot).
+pub fn describe_resume_token(dialect: Dialect, token: &str) -> Result<ProcessSpec, String> {
+    let token = ResumeToken::parse(token).map_err(|e| e.to_string())?;
+    spec(&ZfsCommand::DescribeResumeToken { token }, dialect)
+}
+
+/// Reads [`describe_resume_token`]'s output and checks that the token continues
+/// a stream of `fs`: a token naming any other filesystem is refused, so a peer
+/// cannot use one to read a dataset it may not see.
+pub fn parse_resume_description(
+    fs: &DatasetPath,
+    result: &crate::node::ProcessResult,
+) -> Result<ResumeTokenInfo, String> {
+    if !result.status.success() {
+        return Err(format!(
+            "zfs cannot read the resume token of {fs} ({}): {}",
+            result.status,
+            result.stderr.trim()
+        ));
+    }
+    let info = parse::parse_resume_token_description(&result.stdout).map_err(|e| e.to_string())?;
+    if info.to_name.filesystem() != fs {
+        return Err(format!("the resume token names {}, not a snapshot of {fs}", info.to_name));
+    }
+    Ok(info)
+}
+
 /// `zfs receive` into `target`: never mounted, resumable where it can be, and
 /// forced (`-F`) only to replace a placeholder.
 pub fn receive(dialect: Dialect, target: &DatasetPath, force: bool) -> Result<ProcessSpec, String> {
@@ -173,4 +201,54 @@ pub fn clear_placeholder(dialect: Dialect, path: &DatasetPath) -> Result<Process
     let property =
         PropertyName::parse(crate::zfs::property::ZFERRY_PLACEHOLDER).map_err(|e| e.to_string())?;
     spec(&ZfsCommand::Inherit { dataset: path.clone(), property }, dialect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{ExitStatus, ProcessResult};
+
+    /// `zfs send -n -v -t` on OpenZFS 2.3.2, for a token of `lp/fs@s2`.
+    const DESCRIPTION: &[u8] = include_bytes!("../zfs/testdata/openzfs-send-token.stdout");
+
+    fn described(status: ExitStatus) -> ProcessResult {
+        ProcessResult {
+            status,
+            stdout: bytes::Bytes::from_static(DESCRIPTION),
+            stderr: "cannot resume send: 'lp/fs@s2' used in the initial send no longer exists"
+                .into(),
+            stdout_truncated: false,
+            bytes: 0,
+        }
+    }
+
+    fn fs(s: &str) -> DatasetPath {
+        DatasetPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_token_of_the_filesystem_is_read() {
+        let info = parse_resume_description(&fs("lp/fs"), &described(ExitStatus::Code(0)))
+            .expect("describes pool/src");
+        assert_eq!(info.to_name.to_string(), "lp/fs@s2");
+        assert!(info.to_guid != 0 && info.bytes > 0);
+    }
+
+    #[test]
+    fn a_token_naming_another_filesystem_is_refused() {
+        // A peer must not get another dataset's data by handing us its token.
+        let err = parse_resume_description(&fs("lp/other"), &described(ExitStatus::Code(0)))
+            .expect_err("names pool/src");
+        assert!(err.contains("names lp/fs@s2, not a snapshot of lp/other"), "{err}");
+        let err = parse_resume_description(&fs("lp/fs/child"), &described(ExitStatus::Code(0)))
+            .expect_err("a parent's token is not a child's");
+        assert!(err.contains("not a snapshot of lp/fs/child"), "{err}");
+    }
+
+    #[test]
+    fn a_failing_describe_reports_zfs_words() {
+        let err = parse_resume_description(&fs("lp/fs"), &described(ExitStatus::Code(1)))
+            .expect_err("zfs failed");
+        assert!(err.contains("no longer exists"), "{err}");
+    }
 }

@@ -10,6 +10,7 @@ mod active;
 mod build;
 pub mod clients;
 mod daemon;
+pub mod destroy;
 pub mod protocol;
 mod receiver;
 mod sink;

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::destroy::DestroyOutcome;
 use crate::plan::steps::ResumeInfo;
 use crate::rpc::Method;
 use crate::zfs::{DatasetPath, FilesystemVersion, ResumeTokenInfo};
@@ -139,4 +140,24 @@ impl ResumeDescription {
             bytes: self.bytes,
         }
     }
+}
+
+/// Destroys snapshots of one filesystem that the active side's pruning let go:
+/// a sink within the client's subtree, a source among the filesystems it
+/// serves. Each snapshot is named with its guid and destroyed only if it still
+/// has it.
+#[derive(Debug)]
+pub struct DestroySnapshots;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyRequest {
+    /// The sender's path of the filesystem.
+    pub filesystem: DatasetPath,
+    pub snapshots: Vec<FilesystemVersion>,
+}
+
+impl Method for DestroySnapshots {
+    const NAME: &'static str = "zferry.DestroySnapshots";
+    type Request = DestroyRequest;
+    type Response = DestroyOutcome;
 }

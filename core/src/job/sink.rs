@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::clients;
-use super::protocol::{FilesystemState, ListFilesystems, ListVersions, Receive};
+use super::destroy::DestroyTask;
+use super::protocol::{DestroySnapshots, FilesystemState, ListFilesystems, ListVersions, Receive};
 use super::receiver::{ReceiveKind, ReceiveTask};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
@@ -33,6 +34,7 @@ enum Pending {
     ListFilesystems { proc: ProcId, root: DatasetPath },
     ListVersions { proc: ProcId, target: DatasetPath },
     Receive(ReceiveTask),
+    Destroy(DestroyTask),
 }
 
 #[derive(Debug)]
@@ -109,6 +111,24 @@ impl SinkJob {
                 }
                 Err(e) => return Self::respond_error(ctx, conn, failed(e)),
             }
+        } else if req.is::<DestroySnapshots>() {
+            let (target, snapshots) = match req
+                .decode::<DestroySnapshots>()
+                .and_then(|r| Ok((self.map(&identity, &r.filesystem)?, r.snapshots)))
+            {
+                Ok(t) => t,
+                Err(e) => return Self::respond_error(ctx, conn, e),
+            };
+            let names: Vec<&str> = snapshots.iter().map(|v| v.name.as_str()).collect();
+            ctx.log(
+                Level::Info,
+                format!(
+                    "job {}: {identity} prunes {target}: {}",
+                    self.spec.name,
+                    names.join(", ")
+                ),
+            );
+            Some(Pending::Destroy(DestroyTask::start(ctx, dialect, target, snapshots)))
         } else if req.is::<Receive>() {
             let request = match req.decode::<Receive>() {
                 Ok(r) => r,
@@ -207,7 +227,7 @@ impl SinkJob {
                 let _ =
                     s.respond::<ListVersions>(now, answer.as_ref().map_err(Clone::clone), false);
             }
-            Pending::Receive(_) => {}
+            Pending::Receive(_) | Pending::Destroy(_) => {}
         }
     }
 }
@@ -261,9 +281,10 @@ impl Job for SinkJob {
 
     fn on_conn_closed(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, error: Option<String>) {
         if let Some(mut c) = self.clients.remove(&conn) {
+            // A pending `zfs destroy` is short and killing one can leave
+            // zfs-fuse wedged: it finishes unobserved.
             if let Some(Pending::Receive(task)) = &mut c.pending {
                 task.abort(ctx, error.as_deref().unwrap_or("the client went away"));
-                // The task's process is still reported to us; keep nothing else.
             }
             if let Some(e) = error {
                 ctx.log(Level::Warn, format!("job {}: client {}: {e}", self.spec.name, c.identity));
@@ -290,6 +311,7 @@ impl Job for SinkJob {
                 Pending::ListFilesystems { proc: p, .. } | Pending::ListVersions { proc: p, .. },
             ) if *p == proc => Some(*conn),
             Some(Pending::Receive(task)) if task.owns(proc) => Some(*conn),
+            Some(Pending::Destroy(task)) if task.owns(proc) => Some(*conn),
             _ => None,
         }) else {
             return;
@@ -324,6 +346,20 @@ impl Job for SinkJob {
                                 answer.as_ref().map_err(Clone::clone),
                                 false,
                             );
+                        }
+                    }
+                }
+            }
+            Some(Pending::Destroy(mut task)) => {
+                task.on_process_done(ctx, result);
+                match task.result().cloned() {
+                    None => client.pending = Some(Pending::Destroy(task)),
+                    Some(outcome) => {
+                        let now = ctx.now().mono;
+                        let answer = outcome.map_err(failed);
+                        if let Some(s) = ctx.session(conn) {
+                            let answer = answer.as_ref().map_err(Clone::clone);
+                            let _ = s.respond::<DestroySnapshots>(now, answer, false);
                         }
                     }
                 }

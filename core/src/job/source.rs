@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::clients;
+use super::destroy::DestroyTask;
 use super::protocol::{
-    DescribeResumeToken, FilesystemState, ListFilesystems, ListVersions, ResumeDescription, Send,
+    DescribeResumeToken, DestroySnapshots, FilesystemState, ListFilesystems, ListVersions, ResumeDescription, Send,
     StepSpec,
 };
 use super::zfsops;
@@ -49,15 +50,30 @@ enum Pending {
     Sending {
         proc: ProcId,
     },
+    /// Pruning on behalf of the pull client.
+    Destroy(DestroyTask),
 }
 
 impl Pending {
-    fn proc(&self) -> ProcId {
+    fn owns(&self, p: ProcId) -> bool {
         match self {
             Pending::ListFilesystems { proc, .. }
             | Pending::ListVersions { proc, .. }
             | Pending::Describing { proc, .. }
-            | Pending::Sending { proc } => *proc,
+            | Pending::Sending { proc } => *proc == p,
+            Pending::Destroy(task) => task.owns(p),
+        }
+    }
+
+    /// The process to stop when the client goes away. Not a `zfs destroy`:
+    /// it is short, and killing one can leave zfs-fuse wedged.
+    fn killable(&self) -> Option<ProcId> {
+        match self {
+            Pending::ListFilesystems { proc, .. }
+            | Pending::ListVersions { proc, .. }
+            | Pending::Describing { proc, .. }
+            | Pending::Sending { proc } => Some(*proc),
+            Pending::Destroy(_) => None,
         }
     }
 }
@@ -185,6 +201,22 @@ impl SourceJob {
                     fs,
                 })
             })
+        } else if req.is::<DestroySnapshots>() {
+            req.decode::<DestroySnapshots>().and_then(|r| {
+                self.check(ctx, conn, &r.filesystem)?;
+                let who = self.clients.get(&conn).map_or("?", |c| c.identity.as_str());
+                let names: Vec<&str> = r.snapshots.iter().map(|v| v.name.as_str()).collect();
+                ctx.log(
+                    Level::Info,
+                    format!(
+                        "job {}: {who} prunes {}: {}",
+                        self.spec.name,
+                        r.filesystem,
+                        names.join(", ")
+                    ),
+                );
+                Ok(Pending::Destroy(DestroyTask::start(ctx, dialect, r.filesystem, r.snapshots)))
+            })
         } else if req.is::<DescribeResumeToken>() {
             req.decode::<DescribeResumeToken>().and_then(|r| {
                 self.check(ctx, conn, &r.filesystem)?;
@@ -270,7 +302,7 @@ impl Job for SourceJob {
 
     fn on_conn_closed(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, _error: Option<String>) {
         if let Some(c) = self.clients.remove(&conn) {
-            if let Some(p) = c.pending.as_ref().map(Pending::proc) {
+            if let Some(p) = c.pending.as_ref().and_then(Pending::killable) {
                 ctx.kill(p);
             }
         }
@@ -293,7 +325,7 @@ impl Job for SourceJob {
         let Some(conn) = self
             .clients
             .iter()
-            .find_map(|(c, cl)| (cl.pending.as_ref()?.proc() == proc).then_some(*c))
+            .find_map(|(c, cl)| cl.pending.as_ref()?.owns(proc).then_some(*c))
         else {
             return;
         };
@@ -354,6 +386,23 @@ impl Job for SourceJob {
                     );
                 }
             }
+            Pending::Destroy(mut task) => {
+                task.on_process_done(ctx, result);
+                match task.result().cloned() {
+                    None => {
+                        if let Some(c) = self.clients.get_mut(&conn) {
+                            c.pending = Some(Pending::Destroy(task));
+                        }
+                    }
+                    Some(outcome) => {
+                        let answer = outcome.map_err(failed);
+                        if let Some(s) = ctx.session(conn) {
+                            let answer = answer.as_ref().map_err(Clone::clone);
+                            let _ = s.respond::<DestroySnapshots>(now, answer, false);
+                        }
+                    }
+                }
+            }
             Pending::Describing { fs, resume, .. } => {
                 let described = zfsops::parse_resume_description(&fs, &result);
                 match (described, resume) {
@@ -404,7 +453,7 @@ impl Job for SourceJob {
 
     fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>) {
         for (conn, c) in &self.clients {
-            if let Some(p) = c.pending.as_ref().map(Pending::proc) {
+            if let Some(p) = c.pending.as_ref().and_then(Pending::killable) {
                 ctx.kill(p);
             }
             ctx.close(*conn, "the source is shutting down");

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::node::ProcessSpec;
 use crate::zfs::command::{
-    versions_listing_format, Receive, Rollback, Send, SendFlags, SendStream, ZfsCommand,
+    versions_listing_format, Receive, Rollback, Send, SendFlags, SendStream, SnapshotNames,
+    ZfsCommand,
 };
 use crate::zfs::parse;
 use crate::zfs::{
@@ -194,6 +195,32 @@ pub fn set_property(
         &ZfsCommand::SetProperties { dataset: DatasetName::Filesystem(path.clone()), properties },
         dialect,
     )
+}
+
+/// Destroys snapshots of `fs`, as few commands as the dialect allows: one
+/// where `zfs destroy fs@a,b,c` works, else one per snapshot.
+pub fn destroy_snapshots(
+    dialect: Dialect,
+    fs: &DatasetPath,
+    names: &[String],
+) -> Result<Vec<ProcessSpec>, String> {
+    let names: Vec<VersionName> = names
+        .iter()
+        .map(|n| VersionName::parse(n).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let batches: Vec<Vec<VersionName>> = if dialect.capabilities().destroy_many {
+        vec![names]
+    } else {
+        names.into_iter().map(|n| vec![n]).collect()
+    };
+    batches
+        .into_iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            let names = SnapshotNames::new(b).map_err(|e| e.to_string())?;
+            spec(&ZfsCommand::DestroySnapshots { filesystem: fs.clone(), names }, dialect)
+        })
+        .collect()
 }
 
 /// Removes our placeholder marker after a real receive replaced the placeholder.

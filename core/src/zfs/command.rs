@@ -116,6 +116,25 @@ impl Snapshots {
     }
 }
 
+/// Snapshot names for one `zfs destroy`: non-empty, each once. An empty list
+/// would make `pool/fs@` name nothing at best; it cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotNames(Vec<VersionName>);
+
+impl SnapshotNames {
+    pub fn new(names: Vec<VersionName>) -> Result<SnapshotNames, InvalidCommand> {
+        if names.is_empty() {
+            return Err(InvalidCommand::Empty { command: "destroy", what: "snapshot" });
+        }
+        check_unique("destroy", names.iter().map(|n| n.as_str().to_owned()))?;
+        Ok(SnapshotNames(names))
+    }
+
+    pub fn as_slice(&self) -> &[VersionName] {
+        &self.0
+    }
+}
+
 /// Properties for `zfs set`: non-empty, each name once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertyAssignments(Vec<(PropertyName, PropertyValue)>);
@@ -318,6 +337,12 @@ pub enum ZfsCommand {
     Destroy {
         version: VersionPath,
     },
+    /// `zfs destroy pool/fs@a,b,c`: snapshots of one filesystem in one command.
+    /// Never the filesystem itself: the list is non-empty by construction.
+    DestroySnapshots {
+        filesystem: DatasetPath,
+        names: SnapshotNames,
+    },
     Hold {
         tag: HoldTag,
         snapshot: SnapshotPath,
@@ -406,7 +431,7 @@ impl ZfsCommand {
             | ZfsCommand::EstimateSend(_)
             | ZfsCommand::DescribeResumeToken { .. } => "send",
             ZfsCommand::Receive(_) | ZfsCommand::AbortResumableReceive { .. } => "receive",
-            ZfsCommand::Destroy { .. } => "destroy",
+            ZfsCommand::Destroy { .. } | ZfsCommand::DestroySnapshots { .. } => "destroy",
             ZfsCommand::Hold { .. } => "hold",
             ZfsCommand::Release { .. } => "release",
             ZfsCommand::ListHolds { .. } => "holds",
@@ -543,6 +568,15 @@ impl ZfsCommand {
             ZfsCommand::Destroy { version } => {
                 b.arg("destroy");
                 b.version(version)?;
+            }
+            ZfsCommand::DestroySnapshots { filesystem, names } => {
+                let names = names.as_slice();
+                b.require(
+                    names.len() == 1 || b.caps.destroy_many,
+                    "several snapshots in one `zfs destroy`",
+                )?;
+                let list: Vec<&str> = names.iter().map(VersionName::as_str).collect();
+                b.arg("destroy").arg(format!("{filesystem}@{}", list.join(",")));
             }
             ZfsCommand::Hold { tag, snapshot } => {
                 b.require(b.caps.holds, "holds")?;
@@ -748,6 +782,25 @@ mod tests {
         let one =
             ZfsCommand::Snapshot { snapshots: Snapshots::new(vec![snap("p/a@s")]).expect("one") };
         assert_eq!(argv(&one, &FUSE), "zfs snapshot p/a@s");
+    }
+
+    #[test]
+    fn destroy_snapshots_batches_where_the_dialect_can() {
+        let names = |n: &[&str]| {
+            SnapshotNames::new(n.iter().map(|s| VersionName::parse(s).expect("name")).collect())
+        };
+        let fs = DatasetPath::parse("p/a").expect("path");
+        let many = ZfsCommand::DestroySnapshots {
+            filesystem: fs.clone(),
+            names: names(&["s1", "s2", "s3"]).expect("three"),
+        };
+        assert_eq!(argv(&many, &OPENZFS), "zfs destroy p/a@s1,s2,s3");
+        assert_eq!(unsupported(&many, &FUSE), "several snapshots in one `zfs destroy`");
+        let one =
+            ZfsCommand::DestroySnapshots { filesystem: fs, names: names(&["s1"]).expect("one") };
+        assert_eq!(argv(&one, &FUSE), "zfs destroy p/a@s1");
+        assert!(names(&[]).is_err(), "an empty list names no snapshot");
+        assert!(names(&["s1", "s1"]).is_err());
     }
 
     #[test]

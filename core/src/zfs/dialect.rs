@@ -59,6 +59,8 @@ pub struct Capabilities {
     pub multi_snapshot: bool,
     /// Several `prop=value` in one `zfs set`.
     pub set_many_properties: bool,
+    /// `zfs destroy pool/fs@a,b,c`: several snapshots of one filesystem at once.
+    pub destroy_many: bool,
     /// `zfs send -w`.
     pub raw_send: bool,
     /// `zfs send -L`.
@@ -88,6 +90,7 @@ impl Dialect {
                 get_type_filter: true,
                 multi_snapshot: true,
                 set_many_properties: true,
+                destroy_many: true,
                 raw_send: true,
                 large_blocks: true,
                 compressed_send: true,
@@ -108,6 +111,8 @@ impl Dialect {
                 get_type_filter: false,
                 multi_snapshot: false,
                 set_many_properties: false,
+                // `zfs destroy p@a,b` is "cannot open 'p@a,b': invalid dataset name".
+                destroy_many: false,
                 raw_send: false,
                 large_blocks: false,
                 compressed_send: false,

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod node;
 pub mod plan;
 pub mod probe;
+pub mod prune;
 pub mod rpc;
 pub mod time;
 pub mod zfs;

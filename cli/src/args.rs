@@ -36,6 +36,18 @@ pub enum Command {
         /// The job's name.
         job: String,
     },
+    /// Prune an active job's snapshots on both sides by its keep rules, without
+    /// replicating; exit 0 if every filesystem was pruned.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Destroy nothing: list, per filesystem, what each side would destroy
+        /// and which rule keeps the rest.
+        #[arg(long)]
+        dry_run: bool,
+        /// The job's name.
+        job: String,
+    },
     /// Show what the running daemon's jobs are doing.
     Status {
         #[command(flatten)]

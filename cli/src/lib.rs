@@ -72,6 +72,10 @@ fn run_command<D: Driver>(
             let config = load_config(&c.config)?;
             run_jobs::<D>(&config, DaemonMode::RunOnce { job }, report, verbose)
         }
+        Command::Prune { config: c, dry_run, job } => {
+            let config = load_config(&c.config)?;
+            run_jobs::<D>(&config, DaemonMode::Prune { job, dry_run }, report, verbose)
+        }
         Command::Status { config: c, json } => {
             let config = load_config(&c.config)?;
             let client =

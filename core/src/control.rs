@@ -45,6 +45,22 @@ pub struct JobStatus {
     pub progress: Option<Progress>,
     /// How the last cycle ended, if one ran.
     pub last_run: Option<RunSummary>,
+    /// Wall-clock seconds of the next scheduled snapshot, if the job takes any.
+    pub next_snapshot: Option<i64>,
+    /// What the last pruning destroyed, if the job prunes.
+    pub last_prune: Option<PruneSummary>,
+}
+
+/// The outcome of one pruning pass over a job's filesystems.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PruneSummary {
+    /// Wall-clock seconds when it ended.
+    pub finished: i64,
+    /// Snapshots destroyed on the sending side.
+    pub sender_destroyed: u32,
+    pub receiver_destroyed: u32,
+    /// Filesystems whose pruning failed (or was skipped for safety).
+    pub failed: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +110,15 @@ impl DaemonStatus {
             }
             if let Some(next) = job.next_run {
                 out.push_str(&format!("  next run at {next} (unix time)\n"));
+            }
+            if let Some(next) = job.next_snapshot {
+                out.push_str(&format!("  next snapshot at {next} (unix time)\n"));
+            }
+            if let Some(p) = &job.last_prune {
+                out.push_str(&format!(
+                    "  last prune at {}: destroyed {} on the sender, {} on the receiver, {} failed\n",
+                    p.finished, p.sender_destroyed, p.receiver_destroyed, p.failed
+                ));
             }
             if let Some(last) = &job.last_run {
                 out.push_str(&format!(

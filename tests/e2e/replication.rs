@@ -606,3 +606,125 @@ fn interrupted_receives_are_resumed_push_and_pull() {
     sourced.signal("TERM");
     assert_eq!(sourced.wait(T).code(), Some(0));
 }
+
+/// A push job and a sink job in one config, with these keep rules (YAML list
+/// items, indented for the `keep_*` keys) and `initial_replication: all`.
+fn pruning_config(
+    dir: &Dir,
+    fs: &str,
+    root_fs: &str,
+    keep_sender: &str,
+    keep_receiver: &str,
+) -> String {
+    let text = format!(
+        "global:\n  control:\n    sockpath: {sock}\njobs:\n  - name: push\n    type: push\n    connect:\n      type: local\n      listener_name: l\n      client_identity: box\n    filesystems:\n      \"{fs}\": true\n    snapshotting:\n      type: manual\n    conflict_resolution:\n      initial_replication: all\n    pruning:\n      keep_sender:\n{keep_sender}      keep_receiver:\n{keep_receiver}  - name: sink\n    type: sink\n    serve:\n      type: local\n      listener_name: l\n    root_fs: {root_fs}\n",
+        sock = dir.path("prune.sock"),
+    );
+    dir.file("prune.yml", &text)
+}
+
+fn last_n(n: u32) -> String {
+    format!("        - type: last_n\n          count: {n}\n")
+}
+
+/// Pruning after replication shapes both sides; the incremental base survives
+/// a sender `last_n 1` while the receiver lags; a dry run destroys nothing.
+#[test]
+fn push_prunes_both_sides_and_keeps_the_incremental_base() {
+    let Some((env, _serial)) = env() else { return };
+    for bin in binaries() {
+        let src = env.pool("s");
+        src.create("data");
+        for i in 1..=4 {
+            src.write("data", "f", format!("v{i}").as_bytes());
+            src.snapshot("data", &format!("s{i}"));
+        }
+        let dst = env.pool("d");
+        dst.create("sink");
+        let dir = Dir::new(&format!("prune-{}", bin.name()));
+        let data = src.path("data");
+        let target = format!("sink/box/{data}");
+        let config = pruning_config(&dir, &data, &dst.path("sink"), &last_n(1), &last_n(2));
+
+        let (code, out) = run_job(bin, &config, "push");
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(src.snapshots("data"), ["s4"], "sender: last_n 1");
+        assert_eq!(dst.snapshots(&target), ["s3", "s4"], "receiver: last_n 2");
+        assert!(
+            out.contains("pruned 3 on the sender (@s1, @s2, @s3), 2 on the receiver (@s1, @s2)"),
+            "{out}"
+        );
+
+        // The receiver lags behind two new snapshots: prune without replicating.
+        src.snapshot("data", "s5");
+        src.snapshot("data", "s6");
+        let out = bin
+            .command()
+            .args(["prune", "--dry-run", "--config", &config, "push"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("would destroy 1 on the sender, 0 on the receiver"), "{text}");
+        assert!(
+            text.lines().any(|l| l.contains("@s4") && l.contains("incremental base")),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.contains("@s5") && l.trim_end().ends_with("destroy")),
+            "{text}"
+        );
+        assert_eq!(src.snapshots("data"), ["s4", "s5", "s6"], "a dry run destroys nothing");
+
+        let out = bin.command().args(["prune", "--config", &config, "push"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(src.snapshots("data"), ["s4", "s6"], "s4 is the receiver's base: it stays");
+        assert_eq!(dst.snapshots(&target), ["s3", "s4"]);
+
+        // And the next replication still finds its base.
+        let (code, out) = run_job(bin, &config, "push");
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(dst.snapshots(&target), ["s4", "s6"]);
+        assert_eq!(src.snapshots("data"), ["s6"]);
+        assert_eq!(src.guid("data", "s6"), dst.guid(&target, "s6"));
+    }
+}
+
+/// A pull job prunes its own (receiving) side locally and the source's side
+/// through the source, which destroys only in filesystems it serves.
+#[test]
+fn pull_prunes_the_source_through_the_source() {
+    let Some((env, _serial)) = env() else { return };
+    let src = env.pool("s");
+    src.create("data");
+    for i in 1..=3 {
+        src.write("data", "f", format!("v{i}").as_bytes());
+        src.snapshot("data", &format!("s{i}"));
+    }
+    let dst = env.pool("d");
+    dst.create("pulled");
+    let dir = Dir::new("pull-prune");
+    let data = src.path("data");
+    let source_cfg = format!(
+        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{data}\": true\n    snapshotting:\n      type: manual\n",
+        dir.path("source.sock"),
+    );
+    let source_cfg = dir.file("source.yml", &source_cfg);
+    let (mut sourced, addr) = daemon(Binary::Mio, &source_cfg, "source");
+    let pull_cfg = format!(
+        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n    conflict_resolution:\n      initial_replication: all\n    pruning:\n      keep_sender:\n{}      keep_receiver:\n{}",
+        dir.path("pull.sock"),
+        dst.path("pulled"),
+        last_n(1),
+        last_n(2),
+    );
+    let pull_cfg = dir.file("pull.yml", &pull_cfg);
+    let (code, out) = run_job(Binary::Smol, &pull_cfg, "pull");
+    assert_eq!(code, 0, "{out}");
+    let target = format!("pulled/{data}");
+    assert_eq!(src.snapshots("data"), ["s3"]);
+    assert_eq!(dst.snapshots(&target), ["s2", "s3"]);
+    sourced.wait_for_line("prunes", T);
+    sourced.signal("TERM");
+    assert_eq!(sourced.wait(T).code(), Some(0));
+}

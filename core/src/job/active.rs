@@ -6,14 +6,17 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use super::destroy::{DestroyOutcome, DestroyTask};
 use super::protocol::{
-    DescribeResumeToken, DescribeResumeTokenRequest, FilesystemState, ListFilesystems,
-    ListVersions, Receive, ReceiveRequest, ResumeDescription, Send, StepSpec,
+    DescribeResumeToken, DescribeResumeTokenRequest, DestroyRequest, DestroySnapshots,
+    FilesystemState, ListFilesystems, ListVersions, Receive, ReceiveRequest, ResumeDescription,
+    Send, StepSpec,
 };
+use super::prune::{self, PruneSpec};
 use super::receiver::{ReceiveKind, ReceiveTask};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
-use crate::control::{JobStatus, Progress, RunSummary};
+use crate::control::{JobStatus, Progress, PruneSummary, RunSummary};
 use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::plan::filter::FilesystemFilter;
 use crate::plan::steps::{plan, Plan, ReplicationPolicy, ResumeInfo, Step, StepKind};
@@ -44,6 +47,18 @@ pub struct ActiveSpec {
     pub policy: ReplicationPolicy,
     /// Run a cycle this often (pull's `interval`); `None`: only when woken.
     pub interval: Option<Duration>,
+    /// Prune both sides after each cycle; `None`: the job has no pruning rules.
+    pub prune: Option<PruneSpec>,
+}
+
+/// What a cycle does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CycleKind {
+    /// Replicate, then prune.
+    #[default]
+    Replicate,
+    /// Prune only (`zferry prune`); with `dry_run`, print what would go.
+    PruneOnly { dry_run: bool },
 }
 
 /// What the cycle waits for now.
@@ -67,6 +82,26 @@ enum Wait {
         receiver: Vec<FilesystemVersion>,
     },
     Transfer(Box<Transfer>),
+    /// Pruning `fs`: the other side's versions.
+    PruneRemoteVersions {
+        fs: DatasetPath,
+    },
+    /// Pruning `fs`: our side's versions.
+    PruneLocalList {
+        proc: ProcId,
+        fs: DatasetPath,
+        remote: Vec<FilesystemVersion>,
+    },
+    /// Pruning `fs`: destroying on our side, then `remote` on the other.
+    PruneLocalDestroy {
+        task: Box<DestroyTask>,
+        fs: DatasetPath,
+        remote: Vec<FilesystemVersion>,
+    },
+    PruneRemoteDestroy {
+        fs: DatasetPath,
+        local: DestroyOutcome,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +143,12 @@ struct Cycle {
     failures: u32,
     /// Set when the cycle cannot go on at all (no connection, listing failed).
     fatal: Option<String>,
+    kind: CycleKind,
+    /// Filesystems replicated (or found up to date) in this cycle: the only
+    /// ones pruned, since a failed one's state is not known well enough.
+    replicated: Vec<DatasetPath>,
+    prune_queue: VecDeque<DatasetPath>,
+    prune: Option<PruneSummary>,
 }
 
 /// How often a running transfer's progress is logged.
@@ -130,6 +171,7 @@ pub struct ActiveJob {
     cycle: Option<Cycle>,
     wait: Option<Wait>,
     last_run: Option<RunSummary>,
+    last_prune: Option<PruneSummary>,
     next_run: Option<Instant>,
     stopping: bool,
 }
@@ -144,6 +186,7 @@ impl ActiveJob {
             cycle: None,
             wait: None,
             last_run: None,
+            last_prune: None,
             next_run: None,
             stopping: false,
         }
@@ -157,10 +200,17 @@ impl ActiveJob {
         ctx.log(level, format!("job {}: {message}", self.spec.name));
     }
 
-    fn start_cycle(&mut self, ctx: &mut JobCtx<'_, '_>) {
+    fn start_cycle(&mut self, ctx: &mut JobCtx<'_, '_>, kind: CycleKind) {
         self.next_run = None;
-        self.cycle = Some(Cycle { started_wall: ctx.now().wall.0, ..Cycle::default() });
-        self.log(ctx, Level::Info, "replication cycle starts");
+        self.cycle = Some(Cycle { started_wall: ctx.now().wall.0, kind, ..Cycle::default() });
+        let what = match kind {
+            CycleKind::Replicate => "replication cycle starts",
+            CycleKind::PruneOnly { dry_run: false } => "pruning starts",
+            CycleKind::PruneOnly { dry_run: true } => {
+                "pruning dry run starts (nothing is destroyed)"
+            }
+        };
+        self.log(ctx, Level::Info, what);
         if self.dialect.get().is_some() {
             self.connect(ctx);
         } else {
@@ -212,6 +262,13 @@ impl ActiveJob {
                 cycle.reports.len()
             ),
         );
+        if let Some(mut p) = cycle.prune.take() {
+            p.finished = ctx.now().wall.0;
+            failed += p.failed;
+            if cycle.kind != (CycleKind::PruneOnly { dry_run: true }) {
+                self.last_prune = Some(p);
+            }
+        }
         self.last_run = Some(RunSummary {
             started: cycle.started_wall,
             finished: ctx.now().wall.0,
@@ -355,6 +412,10 @@ impl ActiveJob {
         if cycle.queue.is_empty() {
             cycle.reports.push("no filesystem selected".to_owned());
         }
+        if matches!(cycle.kind, CycleKind::PruneOnly { .. }) {
+            cycle.replicated = std::mem::take(&mut cycle.queue).into();
+            return self.start_pruning(ctx);
+        }
         self.next_filesystem(ctx);
     }
 
@@ -376,7 +437,7 @@ impl ActiveJob {
             let Some(cycle) = &mut self.cycle else { return };
             let Some(fs) = cycle.queue.pop_front() else {
                 cycle.current = None;
-                return self.finish_cycle(ctx);
+                return self.start_pruning(ctx);
             };
             if let Some(parent) = cycle.failed.iter().find(|f| fs.has_prefix(f) && **f != fs) {
                 let line = format!("{fs}: skipped, because {parent} failed");
@@ -449,14 +510,217 @@ impl ActiveJob {
 
     /// The receiver's partial-receive token for the current filesystem, if any.
     fn receiver_resume_token(&self) -> Option<String> {
+        let fs = self.cycle.as_ref()?.current.clone()?;
+        self.resume_token_of(&fs)
+    }
+
+    fn resume_token_of(&self, fs: &DatasetPath) -> Option<String> {
         let cycle = self.cycle.as_ref()?;
-        let fs = cycle.current.as_ref()?;
         match self.spec.direction {
             Direction::Push => cycle.remote.get(fs)?.resume_token.clone(),
             Direction::Pull => {
                 cycle.local_filesystems.get(&self.receiver_path(fs)?)?.resume_token.clone()
             }
         }
+    }
+
+    /// After replication: prune each replicated filesystem, one at a time.
+    fn start_pruning(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let Some(cycle) = &mut self.cycle else { return };
+        if self.spec.prune.is_none() || self.stopping || cycle.fatal.is_some() {
+            return self.finish_cycle(ctx);
+        }
+        cycle.prune_queue = std::mem::take(&mut cycle.replicated).into();
+        cycle.prune = Some(PruneSummary::default());
+        self.next_prune(ctx);
+    }
+
+    fn next_prune(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        self.wait = None;
+        let Some(cycle) = &mut self.cycle else { return };
+        let fs = match cycle.prune_queue.pop_front() {
+            Some(fs) if !self.stopping => fs,
+            _ => return self.finish_cycle(ctx),
+        };
+        let now = ctx.now().mono;
+        let sent = self
+            .conn()
+            .and_then(|c| ctx.session(c))
+            .map(|s| s.request::<ListVersions>(now, &fs, false));
+        match sent {
+            Some(Ok(())) => self.wait = Some(Wait::PruneRemoteVersions { fs }),
+            other => {
+                self.abort_cycle(ctx, format!("cannot ask for the versions of {fs}: {other:?}"))
+            }
+        }
+    }
+
+    /// Our side's path of a sender filesystem.
+    fn local_path(&self, fs: &DatasetPath) -> Option<DatasetPath> {
+        match self.spec.direction {
+            Direction::Push => Some(fs.clone()),
+            Direction::Pull => self.receiver_path(fs),
+        }
+    }
+
+    fn prune_failed(&mut self, ctx: &mut JobCtx<'_, '_>, fs: &DatasetPath, why: String) {
+        self.log(ctx, Level::Error, format!("{fs}: pruning failed: {why}"));
+        if let Some(c) = &mut self.cycle {
+            c.reports.push(format!("{fs}: pruning failed: {why}"));
+            if let Some(p) = &mut c.prune {
+                p.failed += 1;
+            }
+        }
+        self.next_prune(ctx);
+    }
+
+    fn on_prune_remote_versions(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        fs: DatasetPath,
+        remote: Result<Vec<FilesystemVersion>, String>,
+    ) {
+        let remote = match remote {
+            Ok(r) => r,
+            Err(e) => {
+                return self.prune_failed(
+                    ctx,
+                    &fs,
+                    format!("the peer could not list versions: {e}"),
+                )
+            }
+        };
+        let Some(local) = self.local_path(&fs) else {
+            return self.prune_failed(ctx, &fs, "no local path".to_owned());
+        };
+        match zfsops::list_versions(self.dialect(), &local) {
+            Ok(spec) => {
+                let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                self.wait = Some(Wait::PruneLocalList { proc, fs, remote });
+            }
+            Err(e) => self.prune_failed(ctx, &fs, format!("cannot list {local}: {e}")),
+        }
+    }
+
+    fn on_prune_local_list(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        fs: DatasetPath,
+        remote: Vec<FilesystemVersion>,
+        result: ProcessResult,
+    ) {
+        let Some(local_path) = self.local_path(&fs) else { return };
+        if !result.status.success() {
+            let why = format!("cannot list {local_path}: {}", result.stderr.trim());
+            return self.prune_failed(ctx, &fs, why);
+        }
+        let local = match zfsops::parse_versions(self.dialect(), &result.stdout) {
+            Ok(mut by_fs) => by_fs.remove(&local_path).unwrap_or_default(),
+            Err(e) => return self.prune_failed(ctx, &fs, e),
+        };
+        let Some(spec) = &self.spec.prune else { return };
+        let (sender, receiver) = match self.spec.direction {
+            Direction::Push => (&local, &remote),
+            Direction::Pull => (&remote, &local),
+        };
+        let partial = self.resume_token_of(&fs).is_some();
+        let decided = prune::decide(spec, ctx.now().wall, sender, receiver, partial);
+        let sender_gone: Vec<FilesystemVersion> =
+            decided.sender.destroys().into_iter().cloned().collect();
+        let receiver_gone: Vec<FilesystemVersion> =
+            decided.receiver.destroys().into_iter().cloned().collect();
+        if let Some(CycleKind::PruneOnly { dry_run: true }) = self.cycle.as_ref().map(|c| c.kind) {
+            ctx.print(format!(
+                "{fs}: would destroy {} on the sender, {} on the receiver",
+                sender_gone.len(),
+                receiver_gone.len()
+            ));
+            for line in prune::explain("sender", &spec.sender, &decided.sender)
+                .into_iter()
+                .chain(prune::explain("receiver", &spec.receiver, &decided.receiver))
+            {
+                ctx.print(line);
+            }
+            if let Some(c) = &mut self.cycle {
+                c.reports.push(format!(
+                    "{fs}: dry run: would destroy {} on the sender, {} on the receiver",
+                    sender_gone.len(),
+                    receiver_gone.len()
+                ));
+            }
+            return self.next_prune(ctx);
+        }
+        let (local_gone, remote_gone) = match self.spec.direction {
+            Direction::Push => (sender_gone, receiver_gone),
+            Direction::Pull => (receiver_gone, sender_gone),
+        };
+        let task = Box::new(DestroyTask::start(ctx, self.dialect(), local_path, local_gone));
+        self.wait = Some(Wait::PruneLocalDestroy { task, fs, remote: remote_gone });
+        self.check_prune_local(ctx);
+    }
+
+    /// Moves on once the local destroys are done: to the remote ones.
+    fn check_prune_local(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let Some(Wait::PruneLocalDestroy { task, .. }) = &self.wait else { return };
+        let Some(result) = task.result().cloned() else { return };
+        let Some(Wait::PruneLocalDestroy { fs, remote, .. }) = self.wait.take() else { return };
+        let local = match result {
+            Ok(o) => o,
+            Err(e) => return self.prune_failed(ctx, &fs, e),
+        };
+        if remote.is_empty() {
+            return self.prune_done(ctx, fs, local, DestroyOutcome::default());
+        }
+        let now = ctx.now().mono;
+        let request = DestroyRequest { filesystem: fs.clone(), snapshots: remote };
+        let sent = self
+            .conn()
+            .and_then(|c| ctx.session(c))
+            .map(|s| s.request::<DestroySnapshots>(now, &request, false));
+        match sent {
+            Some(Ok(())) => self.wait = Some(Wait::PruneRemoteDestroy { fs, local }),
+            other => self.abort_cycle(ctx, format!("cannot ask the peer to prune {fs}: {other:?}")),
+        }
+    }
+
+    fn prune_done(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        fs: DatasetPath,
+        local: DestroyOutcome,
+        remote: DestroyOutcome,
+    ) {
+        let (sender, receiver) = match self.spec.direction {
+            Direction::Push => (local, remote),
+            Direction::Pull => (remote, local),
+        };
+        let list = |o: &DestroyOutcome| {
+            if o.destroyed.is_empty() {
+                String::new()
+            } else {
+                format!(" (@{})", o.destroyed.join(", @"))
+            }
+        };
+        let line = format!(
+            "{fs}: pruned {} on the sender{}, {} on the receiver{}",
+            sender.destroyed.len(),
+            list(&sender),
+            receiver.destroyed.len(),
+            list(&receiver)
+        );
+        self.log(ctx, Level::Info, &line);
+        let errors: Vec<String> = sender.errors.iter().chain(&receiver.errors).cloned().collect();
+        if let Some(c) = &mut self.cycle {
+            c.reports.push(line);
+            if let Some(p) = &mut c.prune {
+                p.sender_destroyed += sender.destroyed.len() as u32;
+                p.receiver_destroyed += receiver.destroyed.len() as u32;
+            }
+        }
+        if !errors.is_empty() {
+            return self.prune_failed(ctx, &fs, format!("zfs destroy: {}", errors.join("; ")));
+        }
+        self.next_prune(ctx);
     }
 
     /// Plans the current filesystem; a partial receive on the receiver is first
@@ -539,6 +803,7 @@ impl ActiveJob {
             Err(e) => self.fail_filesystem(ctx, e.to_string()),
             Ok(Plan::Idle(idle)) => {
                 cycle.reports.push(format!("{fs}: {idle}"));
+                cycle.replicated.push(fs);
                 cycle.current = None;
                 self.next_filesystem(ctx);
             }
@@ -556,6 +821,7 @@ impl ActiveJob {
         let Some(step) = cycle.steps.pop_front() else {
             let line = format!("{fs}: ok, {} step(s), {} bytes", cycle.steps_total, cycle.fs_bytes);
             cycle.reports.push(line);
+            cycle.replicated.push(fs);
             cycle.current = None;
             return self.next_filesystem(ctx);
         };
@@ -761,6 +1027,18 @@ impl Job for ActiveJob {
                         self.fail_filesystem(ctx, format!("the peer could not list versions: {e}"))
                     }
                 },
+                Some(Wait::PruneRemoteVersions { fs }) => {
+                    let remote = response.decode::<ListVersions>().map_err(|e| e.to_string());
+                    self.on_prune_remote_versions(ctx, fs, remote);
+                }
+                Some(Wait::PruneRemoteDestroy { fs, local }) => {
+                    match response.decode::<DestroySnapshots>() {
+                        Ok(remote) => self.prune_done(ctx, fs, local, remote),
+                        Err(e) => {
+                            self.prune_failed(ctx, &fs, format!("the peer could not prune: {e}"))
+                        }
+                    }
+                }
                 Some(Wait::ResumeToken { proc: None, token, receiver }) => {
                     let described =
                         response.decode::<DescribeResumeToken>().map_err(|e| e.to_string());
@@ -850,6 +1128,14 @@ impl Job for ActiveJob {
             Some(Wait::LocalList { proc: p, what, pending_roots }) if p == proc => {
                 self.on_local_list(ctx, what, pending_roots, result);
             }
+            Some(Wait::PruneLocalList { proc: p, fs, remote }) if p == proc => {
+                self.on_prune_local_list(ctx, fs, remote, result);
+            }
+            Some(Wait::PruneLocalDestroy { mut task, fs, remote }) if task.owns(proc) => {
+                task.on_process_done(ctx, result);
+                self.wait = Some(Wait::PruneLocalDestroy { task, fs, remote });
+                self.check_prune_local(ctx);
+            }
             Some(Wait::ResumeToken { proc: Some(p), token, receiver }) if p == proc => {
                 let Some(fs) = self.cycle.as_ref().and_then(|c| c.current.clone()) else { return };
                 let described = zfsops::parse_resume_description(&fs, &result)
@@ -875,7 +1161,7 @@ impl Job for ActiveJob {
             self.report_progress(ctx);
         }
         if self.next_run.is_some_and(|t| t <= now) && self.cycle.is_none() && !self.stopping {
-            self.start_cycle(ctx);
+            self.start_cycle(ctx, CycleKind::Replicate);
         }
     }
 
@@ -893,7 +1179,18 @@ impl Job for ActiveJob {
         if self.cycle.is_some() {
             return Err(format!("job {} is already replicating", self.spec.name));
         }
-        self.start_cycle(ctx);
+        self.start_cycle(ctx, CycleKind::Replicate);
+        Ok(())
+    }
+
+    fn prune_now(&mut self, ctx: &mut JobCtx<'_, '_>, dry_run: bool) -> Result<(), String> {
+        if self.spec.prune.is_none() {
+            return Err(format!("job {} has no pruning rules", self.spec.name));
+        }
+        if self.cycle.is_some() {
+            return Err(format!("job {} is busy", self.spec.name));
+        }
+        self.start_cycle(ctx, CycleKind::PruneOnly { dry_run });
         Ok(())
     }
 
@@ -941,6 +1238,8 @@ impl Job for ActiveJob {
             next_run: None,
             progress,
             last_run: self.last_run.clone(),
+            next_snapshot: None,
+            last_prune: self.last_prune.clone(),
         }
     }
 

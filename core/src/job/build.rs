@@ -1,6 +1,7 @@
 //! Turns a validated configuration into the jobs the daemon runs.
 
 use super::active::{ActiveJob, ActiveSpec, Direction};
+use super::prune::PruneSpec;
 use super::sink::{SinkJob, SinkSpec};
 use super::source::{SourceJob, SourceSpec};
 use super::Job;
@@ -8,6 +9,7 @@ use crate::config::{self, Config, Connect, JobKind, Serve};
 use crate::node::Endpoint;
 use crate::plan::filter::FilesystemFilter;
 use crate::plan::steps::{ReplicationPolicy, StepMode};
+use crate::prune::{self, CandidateFilter, RuleSide};
 use crate::zfs::DatasetPath;
 
 fn connect_endpoint(connect: &Connect) -> (Endpoint, String) {
@@ -112,6 +114,32 @@ fn recv_options(job: &str, recv: &config::RecvOptions) -> Result<(), String> {
     Err(format!("job {job:?}: recv.properties override/inherit is {}", config::NOT_SUPPORTED))
 }
 
+/// The compiled keep rules of a push or pull job. Only snapshots named with
+/// the job's own snapshot prefix may be destroyed; a job that takes no
+/// snapshots itself (manual snapshotting, pull) has no prefix, and its rules
+/// decide over every snapshot, as in zrepl.
+fn prune_spec(
+    job: &str,
+    pruning: &config::PruningSenderReceiver,
+    snapshotting: Option<&config::Snapshotting>,
+) -> Result<PruneSpec, String> {
+    let compile = |rules: &[config::KeepRule], side| {
+        prune::compile(rules, side).map_err(|e| format!("job {job:?}: pruning: {e}"))
+    };
+    let candidates = match snapshotting {
+        Some(config::Snapshotting::Periodic { prefix, .. })
+        | Some(config::Snapshotting::Cron { prefix, .. }) => {
+            CandidateFilter::Prefix(prefix.clone())
+        }
+        Some(config::Snapshotting::Manual) | None => CandidateFilter::All,
+    };
+    Ok(PruneSpec {
+        sender: compile(&pruning.keep_sender, RuleSide::Sender)?,
+        receiver: compile(&pruning.keep_receiver, RuleSide::Receiver)?,
+        candidates,
+    })
+}
+
 /// One step at a time: more concurrency is accepted, and said to be unused.
 fn concurrency_warning(job: &str, replication: &config::Replication) -> Option<String> {
     (replication.concurrency_steps > 1).then(|| {
@@ -140,23 +168,16 @@ pub fn job_filter(
 pub type Built = (Vec<Box<dyn Job>>, Vec<String>);
 
 /// The jobs of `config`, and warnings for the person starting them.
-///
-/// Pruning is not implemented yet either, but zrepl requires its keys in every
-/// push and pull job. Ignoring the rules can only keep more snapshots than asked,
-/// never destroy one, so such a job runs, with a warning that says so.
 pub fn build_jobs(config: &Config) -> Result<Built, String> {
     let mut jobs: Vec<Box<dyn Job>> = Vec::new();
     let mut warnings = Vec::new();
-    let prune_warning = |name: &str| {
-        format!("job {name:?}: pruning is not implemented yet: keep_sender and keep_receiver are ignored and no snapshot is destroyed")
-    };
     for job in &config.jobs {
         let name = job.name.clone();
         match &job.kind {
             JobKind::Push(push) => {
                 snapshotting(&name, &push.snapshotting)?;
                 send_options(&name, &push.send)?;
-                warnings.push(prune_warning(&name));
+                let prune = prune_spec(&name, &push.pruning, Some(&push.snapshotting))?;
                 warnings.extend(concurrency_warning(&name, &push.replication));
                 let (connect, client_identity) = connect_endpoint(&push.connect);
                 let (filter, list_roots) = filter(&name, &push.filesystems)?;
@@ -171,11 +192,12 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                     policy: policy(&push.replication, &push.conflict_resolution),
                     // With manual snapshotting, a push runs when woken (signal, run).
                     interval: None,
+                    prune: Some(prune),
                 })));
             }
             JobKind::Pull(pull) => {
                 recv_options(&name, &pull.recv)?;
-                warnings.push(prune_warning(&name));
+                let prune = prune_spec(&name, &pull.pruning, None)?;
                 warnings.extend(concurrency_warning(&name, &pull.replication));
                 let (connect, client_identity) = connect_endpoint(&pull.connect);
                 jobs.push(Box::new(ActiveJob::new(ActiveSpec {
@@ -191,6 +213,7 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                         config::PullInterval::Every(d) => Some(d),
                         config::PullInterval::Manual => None,
                     },
+                    prune: Some(prune),
                 })));
             }
             JobKind::Sink(sink) => {
@@ -238,10 +261,14 @@ mod tests {
     fn what_runs_and_what_is_refused() {
         let (jobs, warnings) = build(PUSH).unwrap();
         assert_eq!(jobs.len(), 1);
-        assert!(
-            warnings.iter().any(|w| w.contains("pruning is not implemented yet")),
-            "{warnings:?}"
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let bad_regex = PUSH.replace(
+            "keep_sender: []",
+            "keep_sender:\n        - type: regex\n          regex: \"(unclosed\"",
         );
+        let err = build(&bad_regex).err().unwrap();
+        assert!(err.contains("job \"p\": pruning: keep_sender[0]"), "{err}");
 
         let periodic = PUSH
             .replace("type: manual", "type: periodic\n      prefix: zferry_\n      interval: 10m");

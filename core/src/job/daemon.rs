@@ -18,6 +18,9 @@ pub enum DaemonMode {
     /// serving in-process (`local`) listeners run too, so a local push finds its
     /// sink.
     RunOnce { job: String },
+    /// Prune the named active job's filesystems on both sides without
+    /// replicating, then exit; with `dry_run`, only print what would go.
+    Prune { job: String, dry_run: bool },
 }
 
 pub struct Daemon {
@@ -74,6 +77,35 @@ impl Daemon {
         self.fatal.get_or_insert(why);
     }
 
+    /// One-shot modes: start the named job (and the in-process listeners it
+    /// may need), then `begin` its work.
+    fn start_once(
+        &mut self,
+        ctx: &mut AppCtx<'_>,
+        job: &str,
+        begin: impl FnOnce(&mut dyn Job, &mut JobCtx<'_, '_>) -> Result<(), String>,
+    ) {
+        let Some(target) = self.jobs.iter().position(|j| j.name() == job) else {
+            let names: Vec<&str> = self.jobs.iter().map(|j| j.name()).collect();
+            return self.fail(
+                ctx,
+                format!("no job named {job:?} in the config (jobs: {})", names.join(", ")),
+            );
+        };
+        self.target = Some(target);
+        for i in 0..self.jobs.len() {
+            if i == target || self.jobs[i].serves_in_process() {
+                self.with_job(ctx, i, |job, jctx| job.start(jctx));
+            }
+        }
+        let mut begun = Ok(());
+        self.with_job(ctx, target, |j, jctx| begun = begin(j, jctx));
+        match begun {
+            Ok(()) => self.target_woken = true,
+            Err(why) => self.fail(ctx, format!("cannot run job {job:?}: {why}")),
+        }
+    }
+
     fn control_event(&mut self, ctx: &mut AppCtx<'_>, conn: ConnId, event: SessionEvent) {
         let now = ctx.now().mono;
         let SessionEvent::Request(req) = event else { return };
@@ -121,25 +153,10 @@ impl App for Daemon {
                 }
             }
             DaemonMode::RunOnce { job } => {
-                let Some(target) = self.jobs.iter().position(|j| j.name() == job) else {
-                    let names: Vec<&str> = self.jobs.iter().map(|j| j.name()).collect();
-                    return self.fail(
-                        ctx,
-                        format!("no job named {job:?} in the config (jobs: {})", names.join(", ")),
-                    );
-                };
-                self.target = Some(target);
-                for i in 0..self.jobs.len() {
-                    if i == target || self.jobs[i].serves_in_process() {
-                        self.with_job(ctx, i, |job, jctx| job.start(jctx));
-                    }
-                }
-                let mut woke = Ok(());
-                self.with_job(ctx, target, |job, jctx| woke = job.wakeup(jctx));
-                match woke {
-                    Ok(()) => self.target_woken = true,
-                    Err(why) => self.fail(ctx, format!("cannot run job {job:?}: {why}")),
-                }
+                self.start_once(ctx, &job, |j, jctx| j.wakeup(jctx));
+            }
+            DaemonMode::Prune { job, dry_run } => {
+                self.start_once(ctx, &job, |j, jctx| j.prune_now(jctx, dry_run));
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod clients;
 mod daemon;
 pub mod destroy;
 pub mod protocol;
+pub mod prune;
 mod receiver;
 mod sink;
 mod source;
@@ -58,6 +59,11 @@ pub trait Job {
     }
     /// Starts a cycle now (active jobs); passive jobs say why they cannot.
     fn wakeup(&mut self, ctx: &mut JobCtx<'_, '_>) -> Result<(), String>;
+    /// Prunes now without replicating (`zferry prune`); with `dry_run`, only
+    /// prints what would be destroyed and why the rest is kept.
+    fn prune_now(&mut self, _ctx: &mut JobCtx<'_, '_>, _dry_run: bool) -> Result<(), String> {
+        Err(format!("job {} does not prune", self.name()))
+    }
     /// Stop starting work; abort what runs. The daemon waits for `is_idle`.
     fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>);
     /// Nothing in flight: no cycle running, no process, no request being served.

@@ -122,11 +122,7 @@ impl SinkJob {
             let names: Vec<&str> = snapshots.iter().map(|v| v.name.as_str()).collect();
             ctx.log(
                 Level::Info,
-                format!(
-                    "job {}: {identity} prunes {target}: {}",
-                    self.spec.name,
-                    names.join(", ")
-                ),
+                format!("job {}: {identity} prunes {target}: {}", self.spec.name, names.join(", ")),
             );
             Some(Pending::Destroy(DestroyTask::start(ctx, dialect, target, snapshots)))
         } else if req.is::<Receive>() {
@@ -399,6 +395,8 @@ impl Job for SinkJob {
             next_run: None,
             progress: None,
             last_run: None,
+            next_snapshot: None,
+            last_prune: None,
         }
     }
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use super::clients;
 use super::destroy::DestroyTask;
 use super::protocol::{
-    DescribeResumeToken, DestroySnapshots, FilesystemState, ListFilesystems, ListVersions, ResumeDescription, Send,
-    StepSpec,
+    DescribeResumeToken, DestroySnapshots, FilesystemState, ListFilesystems, ListVersions,
+    ResumeDescription, Send, StepSpec,
 };
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
@@ -322,10 +322,8 @@ impl Job for SourceJob {
             }
             return;
         }
-        let Some(conn) = self
-            .clients
-            .iter()
-            .find_map(|(c, cl)| cl.pending.as_ref()?.owns(proc).then_some(*c))
+        let Some(conn) =
+            self.clients.iter().find_map(|(c, cl)| cl.pending.as_ref()?.owns(proc).then_some(*c))
         else {
             return;
         };
@@ -472,6 +470,8 @@ impl Job for SourceJob {
             next_run: None,
             progress: None,
             last_run: None,
+            next_snapshot: None,
+            last_prune: None,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! Layers, each its own module with a narrow face; data flows one way through them:
 //! bytes → [`frame`] → [`rpc`] sessions → [`node`] (connections and apps) →
 //! replication planning ([`plan`]) over the [`zfs`] model.
+//! Snapshot scheduling and naming ([`snap`]) and keep rules ([`prune`]) are pure
+//! decisions on values the caller lists.
 
 pub mod config;
 pub mod control;
@@ -22,5 +24,6 @@ pub mod plan;
 pub mod probe;
 pub mod prune;
 pub mod rpc;
+pub mod snap;
 pub mod time;
 pub mod zfs;

@@ -104,26 +104,25 @@ fn regex_of(pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| format!("invalid regex {pattern:?}: {e}"))
 }
 
-/// zrepl's check: interval lengths must not shrink, except after intervals that
-/// all keep everything (a short keep=all head is fine). A shrinking grid is
-/// almost certainly a typo in the spec.
+/// zrepl's check: an interval must not be shorter than the one before it,
+/// unless every interval before it keeps everything (a short keep=all head is
+/// fine). A shrinking grid is almost certainly a typo in the spec.
 fn check_grid(grid: &[GridInterval]) -> Result<(), String> {
     if grid.is_empty() {
         return Err("grid has no intervals".to_owned());
     }
-    let mut longest = grid[0].length;
-    let mut all_keep_all = grid[0].keep == GridKeep::All;
-    for (i, interval) in grid.iter().enumerate().skip(1) {
-        if interval.length < longest && !all_keep_all {
+    let mut all_keep_all = true;
+    for (i, pair) in grid.windows(2).enumerate() {
+        all_keep_all &= pair[0].keep == GridKeep::All;
+        if pair[1].length < pair[0].length && !all_keep_all {
             return Err(format!(
-                "grid interval {} ({}) is shorter than one before it; interval lengths \
-                 must not decrease (except after keep=all intervals)",
-                i + 1,
-                duration_text(interval.length.as_secs())
+                "grid interval {} ({}) is shorter than the one before it ({}); interval \
+                 lengths must not decrease (except after keep=all intervals)",
+                i + 2,
+                duration_text(pair[1].length.as_secs()),
+                duration_text(pair[0].length.as_secs())
             ));
         }
-        longest = longest.max(interval.length);
-        all_keep_all &= interval.keep == GridKeep::All;
     }
     Ok(())
 }

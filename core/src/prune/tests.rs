@@ -426,8 +426,9 @@ fn explanations_name_the_rule_as_configured() {
 
 #[test]
 fn compile_errors_name_the_rule_and_the_problem() {
-    let shrinking = KeepRule::Grid { grid: parse_grid("1x1d | 1x1h").unwrap(), regex: "^".into() };
-    let table: [(RuleSide, Vec<KeepRule>, &str); 7] = [
+    let shrinking = grid("1x1d | 1x1h", "^");
+    let shrinking_later = grid("1x1h(keep=all) | 1x1d | 1x1h", "^");
+    let table: [(RuleSide, Vec<KeepRule>, &str); 8] = [
         (
             RuleSide::Sender,
             vec![not_replicated(true), regex("^(zrepl", false)],
@@ -451,7 +452,12 @@ fn compile_errors_name_the_rule_and_the_problem() {
             "keep_sender[0] (grid 1x1h (regex \"\")): regex must not be empty",
         ),
         (RuleSide::Sender, vec![regex("", true)], "regex must not be empty"),
-        (RuleSide::Sender, vec![shrinking], "grid interval 2 (1h) is shorter than one before it"),
+        (
+            RuleSide::Sender,
+            vec![shrinking],
+            "grid interval 2 (1h) is shorter than the one before it (1d)",
+        ),
+        (RuleSide::Sender, vec![shrinking_later], "grid interval 3 (1h) is shorter"),
     ];
     for (side, rules, want) in table {
         let err = compile(&rules, side).unwrap_err();
@@ -472,6 +478,8 @@ fn compile_accepts_zrepls_example_rules() {
         regex("^manual_.*", false),
         grid("1x1h(keep=all) | 24x1h | 14x1d", "^zrepl_.*"),
         grid("4x15m(keep=all) | 1x10m(keep=all) | 1x1h", "^zrepl_.*"),
+        // Each interval is compared with the one just before it.
+        grid("1x1d(keep=all) | 1x1h | 1x2h", "^zrepl_.*"),
         last_n(10, Some(r"^zrepl_\d+$")),
         regex("(?i)^ZREPL_", false),
     ];

@@ -728,3 +728,112 @@ fn pull_prunes_the_source_through_the_source() {
     sourced.signal("TERM");
     assert_eq!(sourced.wait(T).code(), Some(0));
 }
+
+/// Writes an executable shell script into `dir`.
+fn script(dir: &Dir, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.file(name, &format!("#!/bin/sh\n{body}\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A push daemon snapshots every second, replicates each round to its sink and
+/// prunes both sides to the configured shape; a snapshot without the job's
+/// prefix is never a pruning candidate; hooks see zrepl's environment.
+#[test]
+fn push_daemon_snapshots_replicates_and_prunes_on_schedule() {
+    let Some((env, _serial)) = env() else { return };
+    let src = env.pool("s");
+    src.create("data");
+    src.snapshot("data", "by_hand");
+    let dst = env.pool("d");
+    dst.create("sink");
+    let dir = Dir::new("periodic");
+    let data = src.path("data");
+    let hook_log = dir.path("hooks.log");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!("echo \"$ZREPL_HOOKTYPE $ZREPL_FS $ZREPL_SNAPNAME $ZREPL_DRYRUN\" >> {hook_log}"),
+    );
+    let text = format!(
+        "global:\n  control:\n    sockpath: {sock}\njobs:\n  - name: push\n    type: push\n    connect:\n      type: local\n      listener_name: l\n      client_identity: box\n    filesystems:\n      \"{data}\": true\n    snapshotting:\n      type: periodic\n      prefix: zf_\n      interval: 1s\n      hooks:\n        - type: command\n          path: {hook}\n          timeout: 10s\n    conflict_resolution:\n      initial_replication: all\n    pruning:\n      keep_sender:\n{sender}      keep_receiver:\n{receiver}  - name: sink\n    type: sink\n    serve:\n      type: local\n      listener_name: l\n    root_fs: {root}\n",
+        sock = dir.path("periodic.sock"),
+        sender = last_n(2),
+        receiver = last_n(3),
+        root = dst.path("sink"),
+    );
+    let config = dir.file("periodic.yml", &text);
+    for bin in binaries() {
+        let mut cmd = bin.command();
+        cmd.args(["daemon", "--config", &config]);
+        let mut daemon = Child::spawn("periodic", cmd);
+        // Four rounds, each replicated and pruned.
+        daemon.wait_for_lines("replication cycle done", 4, T);
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait(T).code(), Some(0), "clean shutdown");
+
+        let target = format!("sink/box/{data}");
+        let sent = src.snapshots("data");
+        let received = dst.snapshots(&target);
+        let ours: Vec<&String> = sent.iter().filter(|s| s.starts_with("zf_")).collect();
+        assert!(sent.contains(&"by_hand".to_owned()), "not a candidate, never pruned: {sent:?}");
+        assert!(!ours.is_empty() && ours.len() <= 2, "sender keeps last_n 2: {sent:?}");
+        let ours_received: Vec<&String> =
+            received.iter().filter(|s| s.starts_with("zf_")).collect();
+        assert!(
+            ours_received.len() >= 2 && ours_received.len() <= 3,
+            "receiver keeps last_n 3 of its own: {received:?}"
+        );
+        assert_eq!(received[0], "by_hand", "replicated (initial: all), never a candidate");
+        let newest = received.last().unwrap();
+        assert_eq!(src.guid("data", newest), dst.guid(&target, newest));
+        let hooks = std::fs::read_to_string(&hook_log).unwrap();
+        let first = hooks.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("pre_snapshot {data} zf_")) && first.ends_with(" false"),
+            "{hooks}"
+        );
+        assert!(hooks.lines().any(|l| l.starts_with("post_snapshot ")), "{hooks}");
+        std::fs::remove_file(&hook_log).unwrap();
+    }
+}
+
+/// A snap job run once: a fatal pre hook stops only its filesystem's
+/// snapshot; the run says so and exits 1; the other filesystem is snapshotted
+/// and pruned to its keep rule.
+#[test]
+fn snap_job_hooks_veto_and_local_pruning() {
+    let Some((env, _serial)) = env() else { return };
+    let src = env.pool("s");
+    src.create("a");
+    src.create("b");
+    let dir = Dir::new("snapjob");
+    let b = src.path("b");
+    let veto = script(
+        &dir,
+        "veto.sh",
+        &format!("[ \"$ZREPL_FS\" != \"{b}\" ] || {{ echo no b >&2; exit 3; }}"),
+    );
+    let text = format!(
+        "global:\n  control:\n    sockpath: {sock}\njobs:\n  - name: snap\n    type: snap\n    filesystems:\n      \"{pool}<\": true\n      \"{pool}\": false\n    snapshotting:\n      type: periodic\n      prefix: zs_\n      interval: 1h\n      hooks:\n        - type: command\n          path: {veto}\n          timeout: 10s\n          err_is_fatal: true\n    pruning:\n      keep:\n{keep}",
+        sock = dir.path("snap.sock"),
+        pool = src.name,
+        keep = last_n(1),
+    );
+    let config = dir.file("snap.yml", &text);
+    let mut taken = Vec::new();
+    for bin in binaries() {
+        let (code, out) = run_job(bin, &config, "snap");
+        assert_eq!(code, 1, "a vetoed snapshot is a failure: {out}");
+        assert!(out.contains("no b"), "the hook's words are in the log: {out}");
+        assert_eq!(src.snapshots("b"), Vec::<String>::new());
+        let now = src.snapshots("a");
+        assert_eq!(now.len(), 1, "last_n 1: {out}");
+        assert!(now[0].starts_with("zs_") && !taken.contains(&now[0]), "a new one: {now:?}");
+        taken.push(now[0].clone());
+        // Names have a one-second resolution: the next run's must differ.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(taken.len(), 2);
+}

@@ -106,6 +106,21 @@ impl Child {
         }
     }
 
+    /// Waits until `count` log lines (seen before or now) contain `needle`.
+    pub fn wait_for_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.seen.iter().filter(|l| l.contains(needle)).count() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "{}: fewer than {count} lines with {needle:?} within {timeout:?}; saw {:#?}",
+                    self.label, self.seen
+                ),
+            }
+        }
+    }
+
     /// Waits for the exit, collecting the remaining log lines.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;

@@ -14,6 +14,7 @@ use super::protocol::{
 };
 use super::prune::{self, PruneSpec};
 use super::receiver::{ReceiveKind, ReceiveTask};
+use super::snapper::{RoundOutcome, Snapper, SnapperSpec};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
 use crate::control::{JobStatus, Progress, PruneSummary, RunSummary};
@@ -49,6 +50,9 @@ pub struct ActiveSpec {
     pub interval: Option<Duration>,
     /// Prune both sides after each cycle; `None`: the job has no pruning rules.
     pub prune: Option<PruneSpec>,
+    /// Push with periodic or cron snapshotting: each round is followed by a
+    /// replication cycle.
+    pub snapshotting: Option<SnapperSpec>,
 }
 
 /// What a cycle does.
@@ -144,6 +148,8 @@ struct Cycle {
     /// Set when the cycle cannot go on at all (no connection, listing failed).
     fatal: Option<String>,
     kind: CycleKind,
+    /// Filesystems whose replication ended (well or not) in this cycle.
+    filesystems_done: u32,
     /// Filesystems replicated (or found up to date) in this cycle: the only
     /// ones pruned, since a failed one's state is not known well enough.
     replicated: Vec<DatasetPath>,
@@ -174,11 +180,23 @@ pub struct ActiveJob {
     last_prune: Option<PruneSummary>,
     next_run: Option<Instant>,
     stopping: bool,
+    snapper: Option<Snapper>,
+    /// Woken before `zfs version` answered: snapshot once it has.
+    wake_after_dialect: bool,
+    /// A snapshot round ended during a cycle: run another cycle after it.
+    cycle_again: bool,
+    /// What the last snapshot round could not take, for the next cycle's report.
+    snapshot_failures: Vec<String>,
 }
 
 impl ActiveJob {
     pub fn new(spec: ActiveSpec) -> ActiveJob {
+        let snapper = spec.snapshotting.clone().map(Snapper::new);
         ActiveJob {
+            snapper,
+            wake_after_dialect: false,
+            cycle_again: false,
+            snapshot_failures: Vec::new(),
             spec,
             progress: Sample::default(),
             next_progress: None,
@@ -202,7 +220,15 @@ impl ActiveJob {
 
     fn start_cycle(&mut self, ctx: &mut JobCtx<'_, '_>, kind: CycleKind) {
         self.next_run = None;
-        self.cycle = Some(Cycle { started_wall: ctx.now().wall.0, kind, ..Cycle::default() });
+        let failures = std::mem::take(&mut self.snapshot_failures);
+        let reports = failures.iter().map(|f| format!("snapshot not taken: {f}")).collect();
+        self.cycle = Some(Cycle {
+            started_wall: ctx.now().wall.0,
+            kind,
+            failures: failures.len() as u32,
+            reports,
+            ..Cycle::default()
+        });
         let what = match kind {
             CycleKind::Replicate => "replication cycle starts",
             CycleKind::PruneOnly { dry_run: false } => "pruning starts",
@@ -254,14 +280,6 @@ impl ActiveJob {
         for line in &cycle.reports {
             ctx.print(format!("{}: {line}", self.spec.name));
         }
-        self.log(
-            ctx,
-            if failed == 0 { Level::Info } else { Level::Warn },
-            format!(
-                "replication cycle done: {} filesystem(s), {failed} failed",
-                cycle.reports.len()
-            ),
-        );
         if let Some(mut p) = cycle.prune.take() {
             p.finished = ctx.now().wall.0;
             failed += p.failed;
@@ -269,6 +287,17 @@ impl ActiveJob {
                 self.last_prune = Some(p);
             }
         }
+        let done = match cycle.kind {
+            CycleKind::Replicate => {
+                format!("replication cycle done: {} filesystem(s)", cycle.filesystems_done)
+            }
+            CycleKind::PruneOnly { .. } => "pruning done".to_owned(),
+        };
+        self.log(
+            ctx,
+            if failed == 0 { Level::Info } else { Level::Warn },
+            format!("{done}, {failed} failure(s)"),
+        );
         self.last_run = Some(RunSummary {
             started: cycle.started_wall,
             finished: ctx.now().wall.0,
@@ -277,6 +306,22 @@ impl ActiveJob {
         });
         if !self.stopping {
             self.next_run = self.spec.interval.map(|i| ctx.now().mono + i);
+            if std::mem::take(&mut self.cycle_again) {
+                self.start_cycle(ctx, CycleKind::Replicate);
+            }
+        }
+    }
+
+    /// A snapshot round ended: replicate what it took.
+    fn after_round(&mut self, ctx: &mut JobCtx<'_, '_>, outcome: RoundOutcome) {
+        self.snapshot_failures.extend(outcome.failed);
+        if self.stopping {
+            return;
+        }
+        if self.cycle.is_some() {
+            self.cycle_again = true;
+        } else {
+            self.start_cycle(ctx, CycleKind::Replicate);
         }
     }
 
@@ -442,6 +487,7 @@ impl ActiveJob {
             if let Some(parent) = cycle.failed.iter().find(|f| fs.has_prefix(f) && **f != fs) {
                 let line = format!("{fs}: skipped, because {parent} failed");
                 cycle.reports.push(line);
+                cycle.filesystems_done += 1;
                 cycle.failed.insert(fs);
                 cycle.failures += 1;
                 continue;
@@ -502,6 +548,7 @@ impl ActiveJob {
         self.log(ctx, Level::Error, format!("{fs}: {why}"));
         let Some(cycle) = &mut self.cycle else { return };
         cycle.reports.push(format!("{fs}: failed: {why}"));
+        cycle.filesystems_done += 1;
         cycle.failed.insert(fs);
         cycle.failures += 1;
         self.wait = None;
@@ -803,6 +850,7 @@ impl ActiveJob {
             Err(e) => self.fail_filesystem(ctx, e.to_string()),
             Ok(Plan::Idle(idle)) => {
                 cycle.reports.push(format!("{fs}: {idle}"));
+                cycle.filesystems_done += 1;
                 cycle.replicated.push(fs);
                 cycle.current = None;
                 self.next_filesystem(ctx);
@@ -821,6 +869,7 @@ impl ActiveJob {
         let Some(step) = cycle.steps.pop_front() else {
             let line = format!("{fs}: ok, {} step(s), {} bytes", cycle.steps_total, cycle.fs_bytes);
             cycle.reports.push(line);
+            cycle.filesystems_done += 1;
             cycle.replicated.push(fs);
             cycle.current = None;
             return self.next_filesystem(ctx);
@@ -998,6 +1047,10 @@ impl Job for ActiveJob {
     fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
         self.dialect.start(ctx);
         self.next_run = self.spec.interval.map(|_| ctx.now().mono);
+        let now = ctx.now();
+        if let Some(s) = &mut self.snapper {
+            s.start(now);
+        }
     }
 
     fn on_session_event(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, event: SessionEvent) {
@@ -1116,11 +1169,25 @@ impl Job for ActiveJob {
     fn on_process_done(&mut self, ctx: &mut JobCtx<'_, '_>, proc: ProcId, result: ProcessResult) {
         let name = self.spec.name.clone();
         if self.dialect.on_process_done(ctx, proc, &result, &name).is_some() {
+            if std::mem::take(&mut self.wake_after_dialect) {
+                if let (Some(s), Some(d)) = (&mut self.snapper, self.dialect.get()) {
+                    let _ = s.trigger(ctx, d);
+                } else {
+                    self.log(ctx, Level::Error, self.dialect.error());
+                }
+            }
             if matches!(self.wait, Some(Wait::Dialect)) {
                 match self.dialect.get() {
                     Some(_) => self.connect(ctx),
                     None => self.abort_cycle(ctx, self.dialect.error()),
                 }
+            }
+            return;
+        }
+        if let Some(s) = self.snapper.as_mut().filter(|s| s.owns(proc)) {
+            let dialect = self.dialect.get().unwrap_or(Dialect::ZfsFuse);
+            if let Some(outcome) = s.on_process_done(ctx, dialect, result) {
+                self.after_round(ctx, outcome);
             }
             return;
         }
@@ -1163,18 +1230,33 @@ impl Job for ActiveJob {
         if self.next_run.is_some_and(|t| t <= now) && self.cycle.is_none() && !self.stopping {
             self.start_cycle(ctx, CycleKind::Replicate);
         }
+        if self.snapper.as_ref().and_then(Snapper::poll_timeout).is_some_and(|t| t <= now) {
+            let dialect = self.dialect.get();
+            if let Some(s) = &mut self.snapper {
+                s.on_timeout(ctx, dialect);
+            }
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        if self.cycle.is_some() {
-            return self.next_progress;
-        }
-        self.next_run
+        let own = if self.cycle.is_some() { self.next_progress } else { self.next_run };
+        let snap = self.snapper.as_ref().and_then(Snapper::poll_timeout);
+        own.into_iter().chain(snap).min()
     }
 
     fn wakeup(&mut self, ctx: &mut JobCtx<'_, '_>) -> Result<(), String> {
         if self.stopping {
             return Err("shutting down".to_owned());
+        }
+        if let Some(s) = &mut self.snapper {
+            // Snapshot first; the round's end starts the replication cycle.
+            return match self.dialect.get() {
+                Some(d) => s.trigger(ctx, d),
+                None => {
+                    self.wake_after_dialect = true;
+                    Ok(())
+                }
+            };
         }
         if self.cycle.is_some() {
             return Err(format!("job {} is already replicating", self.spec.name));
@@ -1197,6 +1279,10 @@ impl Job for ActiveJob {
     fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>) {
         self.stopping = true;
         self.next_run = None;
+        self.wake_after_dialect = false;
+        if let Some(s) = &mut self.snapper {
+            s.shutdown(ctx);
+        }
         if let Some(Wait::Transfer(t)) = &mut self.wait {
             if let Some(p) = t.send {
                 ctx.kill(p);
@@ -1211,7 +1297,10 @@ impl Job for ActiveJob {
     }
 
     fn is_idle(&self) -> bool {
-        self.cycle.is_none() && !self.dialect.running()
+        self.cycle.is_none()
+            && !self.dialect.running()
+            && !self.wake_after_dialect
+            && !self.snapper.as_ref().is_some_and(Snapper::busy)
     }
 
     fn status(&self) -> JobStatus {
@@ -1238,7 +1327,7 @@ impl Job for ActiveJob {
             next_run: None,
             progress,
             last_run: self.last_run.clone(),
-            next_snapshot: None,
+            next_snapshot: self.snapper.as_ref().and_then(Snapper::next_snapshot).map(|w| w.0),
             last_prune: self.last_prune.clone(),
         }
     }

@@ -3,6 +3,8 @@
 use super::active::{ActiveJob, ActiveSpec, Direction};
 use super::prune::PruneSpec;
 use super::sink::{SinkJob, SinkSpec};
+use super::snap::{SnapJob, SnapJobSpec};
+use super::snapper::{Schedule, SnapHook, SnapperSpec};
 use super::source::{SourceJob, SourceSpec};
 use super::Job;
 use crate::config::{self, Config, Connect, JobKind, Serve};
@@ -10,6 +12,7 @@ use crate::node::Endpoint;
 use crate::plan::filter::FilesystemFilter;
 use crate::plan::steps::{ReplicationPolicy, StepMode};
 use crate::prune::{self, CandidateFilter, RuleSide};
+use crate::snap::{self, CronSchedule};
 use crate::zfs::DatasetPath;
 
 fn connect_endpoint(connect: &Connect) -> (Endpoint, String) {
@@ -71,17 +74,50 @@ fn policy(
     }
 }
 
-/// Snapshotting is not implemented yet: a job that asks for it must not run as
-/// if it had it, taking no snapshots without saying so.
-fn snapshotting(job: &str, s: &config::Snapshotting) -> Result<(), String> {
-    match s {
-        config::Snapshotting::Manual => Ok(()),
-        config::Snapshotting::Periodic { .. } | config::Snapshotting::Cron { .. } => Err(format!(
-            "job {job:?}: snapshotting of type periodic or cron is {}; use `type: manual` \
-             and take snapshots yourself for now",
-            config::NOT_SUPPORTED
-        )),
-    }
+/// The snapshotting of a push, source or snap job: `None` for manual.
+fn snapper_spec(
+    job: &str,
+    snapshotting: &config::Snapshotting,
+    filter: &FilesystemFilter,
+    list_roots: &[DatasetPath],
+) -> Result<Option<SnapperSpec>, String> {
+    let (prefix, schedule, timestamp, hooks) = match snapshotting {
+        config::Snapshotting::Manual => return Ok(None),
+        config::Snapshotting::Periodic { prefix, interval, timestamp, hooks } => {
+            (prefix, Schedule::Periodic(*interval), timestamp, hooks)
+        }
+        config::Snapshotting::Cron { prefix, cron, timestamp, hooks } => {
+            let cron = CronSchedule::new(cron)
+                .map_err(|e| format!("job {job:?}: snapshotting.cron: {e}"))?;
+            (prefix, Schedule::Cron(cron), timestamp, hooks)
+        }
+    };
+    snap::check_formatting(prefix, timestamp)
+        .map_err(|e| format!("job {job:?}: snapshotting: {e}"))?;
+    let hooks = hooks
+        .iter()
+        .map(|config::Hook::Command(h)| {
+            let filter = FilesystemFilter::new(h.filesystems.iter().map(|(k, v)| (k.as_str(), *v)))
+                .map_err(|e| {
+                    format!("job {job:?}: snapshotting hook {}: filesystems: {e}", h.path)
+                })?;
+            Ok(SnapHook {
+                path: h.path.clone(),
+                timeout: h.timeout,
+                err_is_fatal: h.err_is_fatal,
+                filter,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Some(SnapperSpec {
+        job: job.to_owned(),
+        prefix: prefix.clone(),
+        schedule,
+        format: timestamp.format.clone(),
+        hooks,
+        filter: filter.clone(),
+        list_roots: list_roots.to_vec(),
+    }))
 }
 
 /// `send` flags change what a stream carries; none is implemented yet, so a job
@@ -157,6 +193,7 @@ pub fn job_filter(
     match &j.kind {
         JobKind::Push(push) => filter(job, &push.filesystems),
         JobKind::Source(source) => filter(job, &source.filesystems),
+        JobKind::Snap(snap) => filter(job, &snap.filesystems),
         other => Err(format!(
             "job {job:?} is a {}: it has no filesystems filter of its own (the sending side's filter decides)",
             other.type_name()
@@ -175,12 +212,12 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
         let name = job.name.clone();
         match &job.kind {
             JobKind::Push(push) => {
-                snapshotting(&name, &push.snapshotting)?;
                 send_options(&name, &push.send)?;
                 let prune = prune_spec(&name, &push.pruning, Some(&push.snapshotting))?;
                 warnings.extend(concurrency_warning(&name, &push.replication));
                 let (connect, client_identity) = connect_endpoint(&push.connect);
                 let (filter, list_roots) = filter(&name, &push.filesystems)?;
+                let snapshotting = snapper_spec(&name, &push.snapshotting, &filter, &list_roots)?;
                 jobs.push(Box::new(ActiveJob::new(ActiveSpec {
                     name,
                     direction: Direction::Push,
@@ -193,6 +230,7 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                     // With manual snapshotting, a push runs when woken (signal, run).
                     interval: None,
                     prune: Some(prune),
+                    snapshotting,
                 })));
             }
             JobKind::Pull(pull) => {
@@ -214,6 +252,7 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                         config::PullInterval::Manual => None,
                     },
                     prune: Some(prune),
+                    snapshotting: None,
                 })));
             }
             JobKind::Sink(sink) => {
@@ -227,20 +266,36 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
                 })));
             }
             JobKind::Source(source) => {
-                snapshotting(&name, &source.snapshotting)?;
                 send_options(&name, &source.send)?;
                 let (serve, clients) = serve_endpoint(&source.serve);
                 let (filter, list_roots) = filter(&name, &source.filesystems)?;
+                let snapshotting = snapper_spec(&name, &source.snapshotting, &filter, &list_roots)?;
                 jobs.push(Box::new(SourceJob::new(SourceSpec {
                     name,
                     serve,
                     clients,
                     filter,
                     list_roots,
+                    snapshotting,
                 })));
             }
-            JobKind::Snap(_) => {
-                return Err(format!("job {name:?}: snap jobs are {}", config::NOT_SUPPORTED));
+            JobKind::Snap(snap) => {
+                let (filter, list_roots) = filter(&name, &snap.filesystems)?;
+                let snapshotting = snapper_spec(&name, &snap.snapshotting, &filter, &list_roots)?;
+                let keep = prune::compile(&snap.pruning, RuleSide::SnapJob)
+                    .map_err(|e| format!("job {name:?}: pruning: {e}"))?;
+                let candidates = match &snapshotting {
+                    Some(s) => CandidateFilter::Prefix(s.prefix.clone()),
+                    None => CandidateFilter::All,
+                };
+                jobs.push(Box::new(SnapJob::new(SnapJobSpec {
+                    name,
+                    filter,
+                    list_roots,
+                    snapshotting,
+                    keep,
+                    candidates,
+                })));
             }
         }
     }
@@ -272,8 +327,20 @@ mod tests {
 
         let periodic = PUSH
             .replace("type: manual", "type: periodic\n      prefix: zferry_\n      interval: 10m");
-        let err = build(&periodic).err().unwrap();
-        assert!(err.contains("snapshotting") && err.contains(config::NOT_SUPPORTED), "{err}");
+        let (jobs, _) = build(&periodic).unwrap();
+        assert_eq!(jobs[0].kind(), "push");
+
+        let local_time =
+            periodic.replace("interval: 10m", "interval: 10m\n      timestamp_location: Local");
+        let err = build(&local_time).err().unwrap();
+        assert!(err.contains("Local") && err.contains("not supported yet"), "{err}");
+
+        let never = PUSH.replace(
+            "type: manual",
+            "type: cron\n      prefix: zferry_\n      cron: \"0 0 30 2 *\"",
+        );
+        let err = build(&never).err().unwrap();
+        assert!(err.contains("job \"p\": snapshotting.cron"), "{err}");
 
         let raw =
             PUSH.replace("    snapshotting:", "    send:\n      raw: true\n    snapshotting:");

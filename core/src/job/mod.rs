@@ -15,6 +15,8 @@ pub mod protocol;
 pub mod prune;
 mod receiver;
 mod sink;
+mod snap;
+pub mod snapper;
 mod source;
 mod testfs;
 pub mod zfsops;
@@ -24,6 +26,7 @@ pub use build::{build_jobs, job_filter};
 
 pub use daemon::{Daemon, DaemonMode};
 pub use sink::{SinkJob, SinkSpec};
+pub use snap::{SnapJob, SnapJobSpec};
 pub use source::{SourceJob, SourceSpec};
 pub use testfs::TestFilesystems;
 

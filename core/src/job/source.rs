@@ -10,6 +10,7 @@ use super::protocol::{
     DescribeResumeToken, DestroySnapshots, FilesystemState, ListFilesystems, ListVersions,
     ResumeDescription, Send, StepSpec,
 };
+use super::snapper::{Snapper, SnapperSpec};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
 use crate::config::ClientMap;
@@ -17,6 +18,7 @@ use crate::control::JobStatus;
 use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::plan::filter::FilesystemFilter;
 use crate::rpc::{IncomingRequest, RemoteError, RemoteErrorKind, SessionEvent};
+use crate::time::Instant;
 use crate::zfs::{DatasetPath, Dialect};
 
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ pub struct SourceSpec {
     pub filter: FilesystemFilter,
     /// The datasets to list filesystems under (the pools the filter names).
     pub list_roots: Vec<DatasetPath>,
+    /// Periodic or cron snapshotting of the served filesystems.
+    pub snapshotting: Option<SnapperSpec>,
 }
 
 #[derive(Debug)]
@@ -90,6 +94,7 @@ pub struct SourceJob {
     dialect: DialectProbe,
     clients: BTreeMap<ConnId, Client>,
     sent: u64,
+    snapper: Option<Snapper>,
 }
 
 fn refused(why: String) -> RemoteError {
@@ -102,7 +107,14 @@ fn failed(why: String) -> RemoteError {
 
 impl SourceJob {
     pub fn new(spec: SourceSpec) -> SourceJob {
-        SourceJob { spec, dialect: DialectProbe::default(), clients: BTreeMap::new(), sent: 0 }
+        let snapper = spec.snapshotting.clone().map(Snapper::new);
+        SourceJob {
+            spec,
+            dialect: DialectProbe::default(),
+            clients: BTreeMap::new(),
+            sent: 0,
+            snapper,
+        }
     }
 
     fn respond_error(ctx: &mut JobCtx<'_, '_>, conn: ConnId, error: RemoteError) {
@@ -272,6 +284,21 @@ impl Job for SourceJob {
     fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
         self.dialect.start(ctx);
         ctx.listen(self.spec.serve.clone());
+        let now = ctx.now();
+        if let Some(s) = &mut self.snapper {
+            s.start(now);
+        }
+    }
+
+    fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        let dialect = self.dialect.get();
+        if let Some(s) = &mut self.snapper {
+            s.on_timeout(ctx, dialect);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.snapper.as_ref().and_then(Snapper::poll_timeout)
     }
 
     fn on_accept(&mut self, ctx: &mut JobCtx<'_, '_>, conn: ConnId, peer: &str) {
@@ -445,11 +472,21 @@ impl Job for SourceJob {
         }
     }
 
-    fn wakeup(&mut self, _ctx: &mut JobCtx<'_, '_>) -> Result<(), String> {
-        Err(format!("job {} is a source: it only answers its clients", self.spec.name))
+    fn wakeup(&mut self, ctx: &mut JobCtx<'_, '_>) -> Result<(), String> {
+        match (&mut self.snapper, self.dialect.get()) {
+            (Some(s), Some(d)) => s.trigger(ctx, d),
+            (Some(_), None) => Err("zfs is not detected yet; try again in a moment".to_owned()),
+            (None, _) => Err(format!(
+                "job {} is a source without periodic or cron snapshotting: there is nothing to wake",
+                self.spec.name
+            )),
+        }
     }
 
     fn shutdown(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        if let Some(s) = &mut self.snapper {
+            s.shutdown(ctx);
+        }
         for (conn, c) in &self.clients {
             if let Some(p) = c.pending.as_ref().and_then(Pending::killable) {
                 ctx.kill(p);
@@ -459,7 +496,9 @@ impl Job for SourceJob {
     }
 
     fn is_idle(&self) -> bool {
-        self.clients.values().all(|c| c.pending.is_none()) && !self.dialect.running()
+        self.clients.values().all(|c| c.pending.is_none())
+            && !self.dialect.running()
+            && !self.snapper.as_ref().is_some_and(Snapper::busy)
     }
 
     fn status(&self) -> JobStatus {
@@ -470,7 +509,7 @@ impl Job for SourceJob {
             next_run: None,
             progress: None,
             last_run: None,
-            next_snapshot: None,
+            next_snapshot: self.snapper.as_ref().and_then(Snapper::next_snapshot).map(|w| w.0),
             last_prune: None,
         }
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::node::ProcessSpec;
 use crate::zfs::command::{
     versions_listing_format, Receive, Rollback, Send, SendFlags, SendStream, SnapshotNames,
-    ZfsCommand,
+    Snapshots, ZfsCommand,
 };
 use crate::zfs::parse;
 use crate::zfs::{
@@ -219,6 +219,35 @@ pub fn destroy_snapshots(
         .map(|b| {
             let names = SnapshotNames::new(b).map_err(|e| e.to_string())?;
             spec(&ZfsCommand::DestroySnapshots { filesystem: fs.clone(), names }, dialect)
+        })
+        .collect()
+}
+
+/// `zfs snapshot` of `fs@name` for every filesystem given: one command per
+/// pool where the dialect takes several names (atomic within the pool), else
+/// one per filesystem. Each command comes with the snapshots it takes.
+pub fn snapshot(
+    dialect: Dialect,
+    filesystems: &[DatasetPath],
+    name: &str,
+) -> Result<Vec<(ProcessSpec, Vec<String>)>, String> {
+    let name = VersionName::parse(name).map_err(|e| e.to_string())?;
+    let mut groups: BTreeMap<String, Vec<SnapshotPath>> = BTreeMap::new();
+    for (i, fs) in filesystems.iter().enumerate() {
+        let path = SnapshotPath::new(fs.clone(), name.clone()).map_err(|e| e.to_string())?;
+        let key = if dialect.capabilities().multi_snapshot {
+            fs.pool().to_owned()
+        } else {
+            format!("{i:020}")
+        };
+        groups.entry(key).or_default().push(path);
+    }
+    groups
+        .into_values()
+        .map(|paths| {
+            let names = paths.iter().map(ToString::to_string).collect();
+            let snapshots = Snapshots::new(paths).map_err(|e| e.to_string())?;
+            Ok((spec(&ZfsCommand::Snapshot { snapshots }, dialect)?, names))
         })
         .collect()
 }

@@ -468,6 +468,9 @@ impl<A: App> Loop<A> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(wrote),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // Unusable now. A closed session may still hold bytes for it
+                    // until it lingers out; retrying them would spin the loop.
+                    self.writers.remove(&io);
                     self.input(Input::IoError { io, error: e.to_string() })?;
                     return Ok(true);
                 }

@@ -409,6 +409,9 @@ impl<A: App> Loop<A> {
             let interest = Interest::READABLE | Interest::WRITABLE;
             self.poll.registry().register(stream.source(), token(IoId::Conn(conn)), interest)?;
             self.conns.insert(conn, Conn { stream, connected: true });
+            // Read before the first write, as the smol driver does: a peer that
+            // already hung up is then reported as such, not as our broken pipe.
+            self.read(IoId::Conn(conn))?;
             self.drain()?;
         }
     }

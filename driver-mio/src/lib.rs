@@ -16,6 +16,7 @@ use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Token};
 use zferry_cli::net::{self, Target};
 use zferry_cli::{process, Clock, Driver, Report};
+use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
     Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
@@ -24,12 +25,6 @@ use zferry_core::node::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MioDriver;
 
-/// Reads per readiness event before other sockets get a turn; the rest is picked
-/// up on the next loop turn without waiting.
-const READS_PER_TURN: usize = 16;
-const MAX_IOVECS: usize = 64;
-/// How often to check for the exit of a child whose pipes are all closed.
-const REAP_INTERVAL: Duration = Duration::from_millis(2);
 /// Outside the node's handle space (handles are shifted left by two bits).
 const SIGNALS: Token = Token(usize::MAX);
 

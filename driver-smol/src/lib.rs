@@ -15,12 +15,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Child;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
 
 use smol::channel::{self, Receiver, Sender};
 use smol::{Async, LocalExecutor, Timer};
 use zferry_cli::net::{self, Target};
 use zferry_cli::{process, Clock, Driver, Report};
+use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
     Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
@@ -29,11 +29,6 @@ use zferry_core::time::Instant;
 /// Executes a node's actions; the `zferry-smol` binary is [`zferry_cli::main`] with it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SmolDriver;
-
-const READS_PER_TURN: usize = 16;
-const MAX_IOVECS: usize = 64;
-/// How often to check for the exit of a child whose pipes are all closed.
-const REAP_INTERVAL: Duration = Duration::from_millis(2);
 
 /// A socket or a pipe; both are read and written through shared references.
 enum Handle {

@@ -31,6 +31,12 @@ pub const MAX_STREAM_WINDOW: usize = 256 * 1024 * 1024;
 
 /// How much a driver reads from a socket at once when no large frame is pending.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Reads a driver makes from one socket or pipe before the others get a turn.
+pub const READS_PER_TURN: usize = 16;
+/// Slices a driver hands to one vectored write.
+pub const MAX_IOVECS: usize = 64;
+/// How often a driver checks whether a child whose pipes are all closed has exited.
+pub const REAP_INTERVAL: Duration = Duration::from_millis(2);
 /// Bytes of control frames (not stream data) a session queues for writing before it
 /// refuses new requests: control traffic is small, so this only trips on a stuck peer.
 pub const MAX_QUEUED_CONTROL: usize = 2 * MAX_RPC_BODY_PAYLOAD;

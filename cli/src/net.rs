@@ -28,6 +28,16 @@ pub fn resolve(endpoint: &Endpoint) -> io::Result<Target> {
     }
 }
 
+/// The target of `endpoint` if it can be known without a DNS lookup (an IP
+/// address, a unix path), else `None`: the driver then resolves it off its
+/// event loop with [`resolve`], so a slow name server stalls no other job.
+pub fn resolve_without_lookup(endpoint: &Endpoint) -> io::Result<Option<Target>> {
+    match endpoint {
+        Endpoint::Tcp(addr) => Ok(addr.parse::<SocketAddr>().ok().map(Target::Tcp)),
+        _ => resolve(endpoint).map(Some),
+    }
+}
+
 /// Binds a unix socket for the daemon, owner-only. A socket file left by a
 /// daemon that died is replaced; one that a running daemon answers on is not.
 pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {

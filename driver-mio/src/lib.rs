@@ -13,7 +13,9 @@ use std::time::Duration;
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::unix::pipe;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use zferry_cli::net::{self, Target};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
@@ -27,6 +29,11 @@ pub struct MioDriver;
 
 /// Outside the node's handle space (handles are shifted left by two bits).
 const SIGNALS: Token = Token(usize::MAX);
+/// Wakes the loop when a name lookup (run on its own thread) has finished.
+const LOOKUPS: Token = Token(usize::MAX - 1);
+
+/// A finished name lookup for a connection.
+type Lookup = (ConnId, io::Result<Target>);
 
 fn token(io: IoId) -> Token {
     let (id, kind) = match io {
@@ -141,6 +148,10 @@ struct Loop<A: App> {
     read_again: BTreeSet<IoId>,
     deadline: Option<zferry_core::time::Instant>,
     signals: mio::net::UnixStream,
+    /// Connections waiting for a name lookup, and where the lookups report.
+    resolving: BTreeSet<ConnId>,
+    lookups: (Sender<Lookup>, Receiver<Lookup>),
+    waker: Arc<Waker>,
 }
 
 impl Driver for MioDriver {
@@ -148,7 +159,11 @@ impl Driver for MioDriver {
         let poll = Poll::new()?;
         let mut signals = mio::net::UnixStream::from_std(zferry_cli::shutdown_signals()?);
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), LOOKUPS)?);
         let mut lp = Loop {
+            resolving: BTreeSet::new(),
+            lookups: channel(),
+            waker,
             node,
             poll,
             signals,
@@ -214,6 +229,15 @@ impl<A: App> Loop<A> {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
+                if event.token() == LOOKUPS {
+                    while let Ok((conn, target)) = self.lookups.1.try_recv() {
+                        // A connection closed while its name was looked up is gone.
+                        if self.resolving.remove(&conn) {
+                            self.connect_to(conn, target)?;
+                        }
+                    }
+                    continue;
+                }
                 if event.token() == SIGNALS {
                     let mut buf = [0u8; 64];
                     while matches!(self.signals.read(&mut buf), Ok(n) if n > 0) {}
@@ -291,16 +315,20 @@ impl<A: App> Loop<A> {
                     self.poll.registry().deregister(l.source())?;
                 }
             }
-            Action::Connect { conn, endpoint } => match net::resolve(&endpoint).and_then(connect) {
-                Ok(mut stream) => {
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    let t = token(IoId::Conn(conn));
-                    self.poll.registry().register(stream.source(), t, interest)?;
-                    self.conns.insert(conn, Conn { stream, connected: false });
+            Action::Connect { conn, endpoint } => match net::resolve_without_lookup(&endpoint) {
+                Ok(Some(target)) => self.connect_to(conn, Ok(target))?,
+                Ok(None) => {
+                    self.resolving.insert(conn);
+                    let (tx, waker) = (self.lookups.0.clone(), self.waker.clone());
+                    std::thread::spawn(move || {
+                        let _ = tx.send((conn, net::resolve(&endpoint)));
+                        let _ = waker.wake();
+                    });
                 }
-                Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() })?,
+                Err(e) => self.connect_to(conn, Err(e))?,
             },
             Action::Close(conn) => {
+                self.resolving.remove(&conn);
                 if let Some(mut c) = self.conns.remove(&conn) {
                     let _ = self.poll.registry().deregister(c.stream.source());
                 }
@@ -330,6 +358,19 @@ impl<A: App> Loop<A> {
             }
         }
         Ok(())
+    }
+
+    fn connect_to(&mut self, conn: ConnId, target: io::Result<Target>) -> io::Result<()> {
+        match target.and_then(connect) {
+            Ok(mut stream) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                let t = token(IoId::Conn(conn));
+                self.poll.registry().register(stream.source(), t, interest)?;
+                self.conns.insert(conn, Conn { stream, connected: false });
+                Ok(())
+            }
+            Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() }),
+        }
     }
 
     fn forget(&mut self, io: IoId) {

@@ -22,7 +22,7 @@ use zferry_cli::net::{self, Target};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
-    Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
+    Action, App, ConnId, Endpoint, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
 use zferry_core::time::Instant;
 
@@ -229,11 +229,13 @@ impl<A: App + 'static> State<A> {
             Action::Unlisten(listener) => {
                 self.listeners.remove(&listener);
             }
-            Action::Connect { conn, endpoint } => match net::resolve(&endpoint) {
-                Ok(Target::Tcp(addr)) => {
-                    self.ex.spawn(connect_task(self.me.clone(), conn, addr)).detach()
+            Action::Connect { conn, endpoint } => match net::resolve_without_lookup(&endpoint) {
+                // A name is looked up on smol's blocking pool, off the loop.
+                Ok(None) | Ok(Some(Target::Tcp(_))) => {
+                    self.ex.spawn(connect_task(self.me.clone(), conn, endpoint)).detach()
                 }
-                Ok(Target::Unix(path)) => match net::connect_unix(&path).and_then(Async::new) {
+                Ok(Some(Target::Unix(path))) => match net::connect_unix(&path).and_then(Async::new)
+                {
                     Ok(s) => {
                         self.add_io(IoId::Conn(conn), Handle::Unix(s), true, true);
                         self.input(Input::Connected(conn));
@@ -416,9 +418,18 @@ async fn accept_task<A: App + 'static>(
 async fn connect_task<A: App + 'static>(
     state: Weak<RefCell<State<A>>>,
     conn: ConnId,
-    addr: std::net::SocketAddr,
+    endpoint: Endpoint,
 ) {
-    let result = Async::<TcpStream>::connect(addr).await;
+    let target = match net::resolve_without_lookup(&endpoint) {
+        Ok(Some(target)) => Ok(target),
+        Ok(None) => smol::unblock(move || net::resolve(&endpoint)).await,
+        Err(e) => Err(e),
+    };
+    let result = match target {
+        Ok(Target::Tcp(addr)) => Async::<TcpStream>::connect(addr).await,
+        Ok(Target::Unix(_)) => Err(io::Error::other("a unix socket is connected directly")),
+        Err(e) => Err(e),
+    };
     let Some(state) = state.upgrade() else { return };
     let mut st = state.borrow_mut();
     match result {

@@ -172,3 +172,21 @@ fn a_failing_command_on_either_side_fails_the_probe_with_its_message() {
         server.kill();
     }
 }
+
+/// A host name is looked up off the event loop, then connected like an address;
+/// a name that does not resolve is a clear error, not a hang.
+#[test]
+fn connecting_by_host_name() {
+    for bin in binaries() {
+        let (mut server, addr) = serve(bin, true);
+        let port = addr.rsplit(':').next().unwrap();
+        let mut client = send(bin, &format!("localhost:{port}"), 1000);
+        assert!(client.wait(T).success(), "{bin:?}: {:?}", client.log());
+        client.wait_for_line("probe verified: 1000 bytes", T);
+        assert!(server.wait(T).success());
+
+        let mut client = send(bin, "no-such-host.invalid:9", 10);
+        assert_eq!(client.wait(T).code(), Some(1), "{bin:?}");
+        client.wait_for_line("no-such-host.invalid", T);
+    }
+}

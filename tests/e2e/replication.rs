@@ -840,3 +840,52 @@ fn snap_job_hooks_veto_and_local_pruning() {
     }
     assert_eq!(taken.len(), 2);
 }
+
+/// On a ZFS with bookmarks, a push keeps a replication cursor on the sender:
+/// when the snapshot the receiver stands on is destroyed by hand, the next
+/// incremental starts from the cursor, and the cursor moves on.
+#[test]
+fn the_replication_cursor_survives_its_snapshot() {
+    let Some((env, _serial)) = env() else { return };
+    if env.flavor == Flavor::ZfsFuse {
+        eprintln!("SKIPPED: zfs-fuse has no bookmarks");
+        return;
+    }
+    let src = env.pool("s");
+    src.create("data");
+    src.write("data", "f", b"one");
+    src.snapshot("data", "s1");
+    src.write("data", "f", b"two");
+    src.snapshot("data", "s2");
+    let dst = env.pool("d");
+    dst.create("sink");
+    let dir = Dir::new("cursor");
+    let data = src.path("data");
+    let config = local_config(&dir, "cursor", &[(&data, true)], &dst.path("sink"), "box");
+    let bookmarks = || {
+        let out = must("zfs", &["list", "-H", "-o", "name", "-t", "bookmark", "-r", &data]);
+        out.lines().map(|l| l.rsplit('#').next().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let cursor_of = |snap: &str| {
+        let guid: u64 = src.guid("data", snap).parse().unwrap();
+        format!("zferry_cursor_G{guid:016x}_J_push")
+    };
+
+    let (code, out) = run_job(Binary::Mio, &config, "push");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(bookmarks(), [cursor_of("s2")]);
+
+    // Someone destroys the receiver's base on the sender.
+    let s2 = cursor_of("s2");
+    must("zfs", &["destroy", &format!("{data}@s2")]);
+    src.write("data", "f", b"three");
+    src.snapshot("data", "s3");
+    let s3 = cursor_of("s3");
+    let (code, out) = run_job(Binary::Smol, &config, "push");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("-i #{s2} @s3")), "from the cursor: {out}");
+    let target = format!("sink/box/{data}");
+    assert_eq!(dst.snapshots(&target), ["s2", "s3"]);
+    assert_eq!(src.guid("data", "s3"), dst.guid(&target, "s3"));
+    assert_eq!(bookmarks(), [s3], "the cursor moved, the old one is gone");
+}

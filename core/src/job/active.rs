@@ -86,6 +86,12 @@ enum Wait {
         receiver: Vec<FilesystemVersion>,
     },
     Transfer(Box<Transfer>),
+    /// Moving the replication cursor bookmark of `fs` (push).
+    Cursor {
+        proc: ProcId,
+        fs: DatasetPath,
+        rest: VecDeque<crate::node::ProcessSpec>,
+    },
     /// Pruning `fs`: the other side's versions.
     PruneRemoteVersions {
         fs: DatasetPath,
@@ -150,6 +156,8 @@ struct Cycle {
     kind: CycleKind,
     /// Filesystems whose replication ended (well or not) in this cycle.
     filesystems_done: u32,
+    /// The newest snapshot the current filesystem's receiver got in this cycle.
+    last_sent: Option<FilesystemVersion>,
     /// Filesystems replicated (or found up to date) in this cycle: the only
     /// ones pruned, since a failed one's state is not known well enough.
     replicated: Vec<DatasetPath>,
@@ -187,6 +195,8 @@ pub struct ActiveJob {
     cycle_again: bool,
     /// What the last snapshot round could not take, for the next cycle's report.
     snapshot_failures: Vec<String>,
+    /// `run`/`prune`: no schedule of our own.
+    one_shot: bool,
 }
 
 impl ActiveJob {
@@ -197,6 +207,7 @@ impl ActiveJob {
             wake_after_dialect: false,
             cycle_again: false,
             snapshot_failures: Vec::new(),
+            one_shot: false,
             spec,
             progress: Sample::default(),
             next_progress: None,
@@ -304,7 +315,7 @@ impl ActiveJob {
             filesystems: cycle.reports,
             failed,
         });
-        if !self.stopping {
+        if !self.stopping && !self.one_shot {
             self.next_run = self.spec.interval.map(|i| ctx.now().mono + i);
             if std::mem::take(&mut self.cycle_again) {
                 self.start_cycle(ctx, CycleKind::Replicate);
@@ -494,6 +505,7 @@ impl ActiveJob {
             }
             cycle.current = Some(fs.clone());
             cycle.fs_bytes = 0;
+            cycle.last_sent = None;
             cycle.step_index = 0;
             let now = ctx.now().mono;
             let conn = cycle.conn;
@@ -870,8 +882,11 @@ impl ActiveJob {
             let line = format!("{fs}: ok, {} step(s), {} bytes", cycle.steps_total, cycle.fs_bytes);
             cycle.reports.push(line);
             cycle.filesystems_done += 1;
-            cycle.replicated.push(fs);
+            cycle.replicated.push(fs.clone());
             cycle.current = None;
+            if let Some(to) = cycle.last_sent.take() {
+                return self.move_cursor(ctx, fs, to);
+            }
             return self.next_filesystem(ctx);
         };
         if self.stopping {
@@ -954,6 +969,56 @@ impl ActiveJob {
         self.next_progress = Some(now + PROGRESS_INTERVAL);
     }
 
+    /// Push on a ZFS with bookmarks: bookmark the newest snapshot the receiver
+    /// has, so the next incremental can start from it even if someone destroys
+    /// that snapshot, and drop this job's older cursor. A failure here costs
+    /// only that safety net: it is logged, and replication goes on.
+    fn move_cursor(&mut self, ctx: &mut JobCtx<'_, '_>, fs: DatasetPath, to: FilesystemVersion) {
+        let dialect = self.dialect();
+        if self.spec.direction != Direction::Push || !dialect.capabilities().bookmarks {
+            return self.next_filesystem(ctx);
+        }
+        let new_name = zfsops::cursor_name(&self.spec.name, to.guid);
+        let stale: Vec<FilesystemVersion> = self
+            .cycle
+            .as_ref()
+            .and_then(|c| c.local_versions.get(&fs))
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| !v.is_snapshot() && v.name != new_name)
+                    .filter(|v| zfsops::is_cursor_of(&v.name, &self.spec.name))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        match zfsops::move_cursor(dialect, &fs, &to, &stale, &self.spec.name) {
+            Ok(specs) => self.next_cursor_command(ctx, fs, specs.into()),
+            Err(e) => {
+                self.log(
+                    ctx,
+                    Level::Warn,
+                    format!("{fs}: cannot move the replication cursor: {e}"),
+                );
+                self.next_filesystem(ctx);
+            }
+        }
+    }
+
+    fn next_cursor_command(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        fs: DatasetPath,
+        mut rest: VecDeque<crate::node::ProcessSpec>,
+    ) {
+        match rest.pop_front() {
+            Some(spec) => {
+                let proc = ctx.spawn(spec, StdoutTo::Null, StdinFrom::Null);
+                self.wait = Some(Wait::Cursor { proc, fs, rest });
+            }
+            None => self.next_filesystem(ctx),
+        }
+    }
+
     /// Logs the running transfer's bytes and rate, and arms the next report.
     fn report_progress(&mut self, ctx: &mut JobCtx<'_, '_>) {
         let now = ctx.now().mono;
@@ -1017,6 +1082,7 @@ impl ActiveJob {
             },
         };
         let Some(outcome) = outcome else { return };
+        let to = t.step.to.clone();
         self.wait = None;
         self.next_progress = None;
         self.progress = Sample::default();
@@ -1024,6 +1090,7 @@ impl ActiveJob {
             Ok(bytes) => {
                 if let Some(c) = &mut self.cycle {
                     c.fs_bytes += bytes;
+                    c.last_sent = Some(to);
                 }
                 self.next_step(ctx);
             }
@@ -1044,8 +1111,15 @@ impl Job for ActiveJob {
         }
     }
 
+    fn set_one_shot(&mut self) {
+        self.one_shot = true;
+    }
+
     fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
         self.dialect.start(ctx);
+        if self.one_shot {
+            return;
+        }
         self.next_run = self.spec.interval.map(|_| ctx.now().mono);
         let now = ctx.now();
         if let Some(s) = &mut self.snapper {
@@ -1194,6 +1268,13 @@ impl Job for ActiveJob {
         match self.wait.take() {
             Some(Wait::LocalList { proc: p, what, pending_roots }) if p == proc => {
                 self.on_local_list(ctx, what, pending_roots, result);
+            }
+            Some(Wait::Cursor { proc: p, fs, rest }) if p == proc => {
+                if !result.status.success() {
+                    let why = result.stderr.trim().to_owned();
+                    self.log(ctx, Level::Warn, format!("{fs}: replication cursor: {why}"));
+                }
+                self.next_cursor_command(ctx, fs, rest);
             }
             Some(Wait::PruneLocalList { proc: p, fs, remote }) if p == proc => {
                 self.on_prune_local_list(ctx, fs, remote, result);

@@ -95,6 +95,7 @@ impl Daemon {
         self.target = Some(target);
         for i in 0..self.jobs.len() {
             if i == target || self.jobs[i].serves_in_process() {
+                self.jobs[i].set_one_shot();
                 self.with_job(ctx, i, |job, jctx| job.start(jctx));
             }
         }

@@ -47,6 +47,10 @@ pub trait Job {
     /// push, sink, pull, source or snap.
     fn kind(&self) -> &'static str;
     fn start(&mut self, ctx: &mut JobCtx<'_, '_>);
+    /// Called before `start` in the one-shot modes (`run`, `prune`): the job
+    /// does what it is asked once and keeps no schedule (no interval, no
+    /// periodic snapshots), so the process can end.
+    fn set_one_shot(&mut self) {}
     /// A passive job serving an in-process (`local`) listener: `zferry run` of a
     /// local push or pull needs it running in the same process.
     fn serves_in_process(&self) -> bool {

@@ -58,6 +58,8 @@ pub struct SnapJob {
     run_lines: Vec<String>,
     run_failed: u32,
     last_run: Option<RunSummary>,
+    /// `run`/`prune`: no schedule of our own.
+    one_shot: bool,
 }
 
 impl SnapJob {
@@ -77,6 +79,7 @@ impl SnapJob {
             run_lines: Vec::new(),
             run_failed: 0,
             last_run: None,
+            one_shot: false,
         }
     }
 
@@ -239,10 +242,14 @@ impl Job for SnapJob {
         "snap"
     }
 
+    fn set_one_shot(&mut self) {
+        self.one_shot = true;
+    }
+
     fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
         self.dialect.start(ctx);
         let now = ctx.now();
-        if let Some(s) = &mut self.snapper {
+        if let Some(s) = self.snapper.as_mut().filter(|_| !self.one_shot) {
             s.start(now);
         }
     }

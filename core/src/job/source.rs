@@ -95,6 +95,8 @@ pub struct SourceJob {
     clients: BTreeMap<ConnId, Client>,
     sent: u64,
     snapper: Option<Snapper>,
+    /// `run`/`prune` serve this source in-process: no snapshot schedule then.
+    one_shot: bool,
 }
 
 fn refused(why: String) -> RemoteError {
@@ -114,6 +116,7 @@ impl SourceJob {
             clients: BTreeMap::new(),
             sent: 0,
             snapper,
+            one_shot: false,
         }
     }
 
@@ -281,11 +284,15 @@ impl Job for SourceJob {
         matches!(self.spec.serve, Endpoint::Local(_))
     }
 
+    fn set_one_shot(&mut self) {
+        self.one_shot = true;
+    }
+
     fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
         self.dialect.start(ctx);
         ctx.listen(self.spec.serve.clone());
         let now = ctx.now();
-        if let Some(s) = &mut self.snapper {
+        if let Some(s) = self.snapper.as_mut().filter(|_| !self.one_shot) {
             s.start(now);
         }
     }

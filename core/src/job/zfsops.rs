@@ -252,6 +252,42 @@ pub fn snapshot(
         .collect()
 }
 
+/// The replication cursor bookmark a job keeps on the sender: it names the
+/// newest snapshot the receiver has, so the next incremental can start from it
+/// even if that snapshot is destroyed (by hand or by another tool). One per job
+/// and filesystem; a new one replaces the old.
+pub fn cursor_name(job: &str, guid: u64) -> String {
+    let job: String = job
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_-.:".contains(c) { c } else { '_' })
+        .collect();
+    format!("zferry_cursor_G{guid:016x}_J_{job}")
+}
+
+/// True for a cursor bookmark of `job` ([`cursor_name`]).
+pub fn is_cursor_of(name: &str, job: &str) -> bool {
+    let suffix = cursor_name(job, 0);
+    let suffix = &suffix[suffix.find("_J_").unwrap_or(0)..];
+    name.starts_with("zferry_cursor_G") && name.ends_with(suffix) && name.len() == suffix.len() + 31
+}
+
+/// `zfs bookmark fs@snap fs#name`, then `zfs destroy` of each stale cursor.
+pub fn move_cursor(
+    dialect: Dialect,
+    fs: &DatasetPath,
+    to: &FilesystemVersion,
+    stale: &[FilesystemVersion],
+    job: &str,
+) -> Result<Vec<ProcessSpec>, String> {
+    let name = VersionName::parse(&cursor_name(job, to.guid)).map_err(|e| e.to_string())?;
+    let mut specs =
+        vec![spec(&ZfsCommand::Bookmark { snapshot: snapshot_path(fs, to)?, name }, dialect)?];
+    for old in stale {
+        specs.push(spec(&ZfsCommand::Destroy { version: version_path(fs, old)? }, dialect)?);
+    }
+    Ok(specs)
+}
+
 /// Removes our placeholder marker after a real receive replaced the placeholder.
 pub fn clear_placeholder(dialect: Dialect, path: &DatasetPath) -> Result<ProcessSpec, String> {
     let property =
@@ -280,6 +316,19 @@ mod tests {
 
     fn fs(s: &str) -> DatasetPath {
         DatasetPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn cursor_names_belong_to_one_job() {
+        let name = cursor_name("laptop to server", 0xabc);
+        assert_eq!(name, "zferry_cursor_G0000000000000abc_J_laptop_to_server");
+        assert!(is_cursor_of(&name, "laptop to server"));
+        assert!(!is_cursor_of(&name, "laptop"), "another job's cursor is not ours");
+        assert!(!is_cursor_of(
+            "zferry_cursor_G0000000000000abc_J_x_laptop_to_server",
+            "laptop_to_server"
+        ));
+        assert!(!is_cursor_of("manual", "laptop to server"));
     }
 
     #[test]

@@ -889,3 +889,51 @@ fn the_replication_cursor_survives_its_snapshot() {
     assert_eq!(src.guid("data", "s3"), dst.guid(&target, "s3"));
     assert_eq!(bookmarks(), [s3], "the cursor moved, the old one is gone");
 }
+
+/// The same for pull: the source keeps one cursor per source job and client.
+#[test]
+fn the_source_keeps_a_cursor_for_its_puller() {
+    let Some((env, _serial)) = env() else { return };
+    if env.flavor == Flavor::ZfsFuse {
+        eprintln!("SKIPPED: zfs-fuse has no bookmarks");
+        return;
+    }
+    let src = env.pool("s");
+    src.create("data");
+    src.snapshot("data", "s1");
+    let dst = env.pool("d");
+    dst.create("pulled");
+    let dir = Dir::new("pull-cursor");
+    let data = src.path("data");
+    let source_cfg = format!(
+        "jobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{data}\": true\n    snapshotting:\n      type: manual\n",
+    );
+    let source_cfg = dir.file("source.yml", &source_cfg);
+    let (mut sourced, addr) = daemon(Binary::Smol, &source_cfg, "source");
+    let pull_cfg = format!(
+        "jobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n{PRUNING}",
+        dst.path("pulled")
+    );
+    let pull_cfg = dir.file("pull.yml", &pull_cfg);
+    let cursor_of = |snap: &str| {
+        let guid: u64 = src.guid("data", snap).parse().unwrap();
+        format!("{data}#zferry_cursor_G{guid:016x}_J_src_puller")
+    };
+    let bookmarks = || must("zfs", &["list", "-H", "-o", "name", "-t", "bookmark", "-r", &data]);
+
+    let (code, out) = run_job(Binary::Mio, &pull_cfg, "pull");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(bookmarks().trim(), cursor_of("s1"));
+    let s1 = cursor_of("s1");
+    must("zfs", &["destroy", &format!("{data}@s1")]);
+    src.snapshot("data", "s2");
+    let (code, out) = run_job(Binary::Mio, &pull_cfg, "pull");
+    assert_eq!(code, 0, "{out}");
+    let s1_mark = s1.rsplit('#').next().unwrap();
+    assert!(out.contains(&format!("-i #{s1_mark} @s2")), "from the cursor: {out}");
+    assert_eq!(bookmarks().trim(), cursor_of("s2"));
+    let target = format!("pulled/{data}");
+    assert_eq!(dst.snapshots(&target), ["s1", "s2"]);
+    sourced.signal("TERM");
+    assert_eq!(sourced.wait(T).code(), Some(0));
+}

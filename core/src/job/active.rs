@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::destroy::{DestroyOutcome, DestroyTask};
 use super::protocol::{
     DescribeResumeToken, DescribeResumeTokenRequest, DestroyRequest, DestroySnapshots,
-    FilesystemState, ListFilesystems, ListVersions, Receive, ReceiveRequest, ResumeDescription,
-    Send, StepSpec,
+    FilesystemState, ListFilesystems, ListVersions, MoveCursor, MoveCursorRequest, Receive,
+    ReceiveRequest, ResumeDescription, Send, StepSpec,
 };
 use super::prune::{self, PruneSpec};
 use super::receiver::{ReceiveKind, ReceiveTask};
@@ -86,6 +86,10 @@ enum Wait {
         receiver: Vec<FilesystemVersion>,
     },
     Transfer(Box<Transfer>),
+    /// The source moving the replication cursor of `fs` (pull).
+    RemoteCursor {
+        fs: DatasetPath,
+    },
     /// Moving the replication cursor bookmark of `fs` (push).
     Cursor {
         proc: ProcId,
@@ -975,7 +979,21 @@ impl ActiveJob {
     /// only that safety net: it is logged, and replication goes on.
     fn move_cursor(&mut self, ctx: &mut JobCtx<'_, '_>, fs: DatasetPath, to: FilesystemVersion) {
         let dialect = self.dialect();
-        if self.spec.direction != Direction::Push || !dialect.capabilities().bookmarks {
+        if self.spec.direction == Direction::Pull {
+            // The source keeps the cursor; it answers at once if it cannot.
+            let now = ctx.now().mono;
+            let request = MoveCursorRequest { filesystem: fs.clone(), to };
+            let sent = self
+                .conn()
+                .and_then(|c| ctx.session(c))
+                .map(|s| s.request::<MoveCursor>(now, &request, false));
+            return match sent {
+                Some(Ok(())) => self.wait = Some(Wait::RemoteCursor { fs }),
+                other => self
+                    .abort_cycle(ctx, format!("cannot ask the source to bookmark {fs}: {other:?}")),
+            };
+        }
+        if !dialect.capabilities().bookmarks {
             return self.next_filesystem(ctx);
         }
         let new_name = zfsops::cursor_name(&self.spec.name, to.guid);
@@ -1154,6 +1172,12 @@ impl Job for ActiveJob {
                         self.fail_filesystem(ctx, format!("the peer could not list versions: {e}"))
                     }
                 },
+                Some(Wait::RemoteCursor { fs }) => {
+                    if let Err(e) = response.decode::<MoveCursor>() {
+                        self.log(ctx, Level::Warn, format!("{fs}: replication cursor: {e}"));
+                    }
+                    self.next_filesystem(ctx);
+                }
                 Some(Wait::PruneRemoteVersions { fs }) => {
                     let remote = response.decode::<ListVersions>().map_err(|e| e.to_string());
                     self.on_prune_remote_versions(ctx, fs, remote);

@@ -161,3 +161,21 @@ impl Method for DestroySnapshots {
     type Request = DestroyRequest;
     type Response = DestroyOutcome;
 }
+
+/// Pull: after a filesystem replicated, asks the source to bookmark the newest
+/// snapshot the puller now has (the replication cursor, see
+/// [`super::zfsops::cursor_name`]) and to drop this client's older cursor.
+#[derive(Debug)]
+pub struct MoveCursor;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveCursorRequest {
+    pub filesystem: DatasetPath,
+    pub to: FilesystemVersion,
+}
+
+impl Method for MoveCursor {
+    const NAME: &'static str = "zferry.MoveCursor";
+    type Request = MoveCursorRequest;
+    type Response = ();
+}

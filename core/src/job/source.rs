@@ -8,18 +8,20 @@ use super::clients;
 use super::destroy::DestroyTask;
 use super::protocol::{
     DescribeResumeToken, DestroySnapshots, FilesystemState, ListFilesystems, ListVersions,
-    ResumeDescription, Send, StepSpec,
+    MoveCursor, ResumeDescription, Send, StepSpec,
 };
 use super::snapper::{Snapper, SnapperSpec};
 use super::zfsops;
 use super::{DialectProbe, Job, JobCtx};
 use crate::config::ClientMap;
 use crate::control::JobStatus;
-use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
+use crate::node::{
+    ConnId, Endpoint, Level, ProcId, ProcessResult, ProcessSpec, StdinFrom, StdoutTo,
+};
 use crate::plan::filter::FilesystemFilter;
 use crate::rpc::{IncomingRequest, RemoteError, RemoteErrorKind, SessionEvent};
 use crate::time::Instant;
-use crate::zfs::{DatasetPath, Dialect};
+use crate::zfs::{DatasetPath, Dialect, FilesystemVersion};
 
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
@@ -56,6 +58,18 @@ enum Pending {
     },
     /// Pruning on behalf of the pull client.
     Destroy(DestroyTask),
+    /// Moving the client's replication cursor: listing `fs` first.
+    CursorList {
+        proc: ProcId,
+        fs: DatasetPath,
+        to: FilesystemVersion,
+    },
+    /// Then `zfs bookmark` and the destroys of older cursors, in turn.
+    CursorCommands {
+        proc: ProcId,
+        rest: VecDeque<ProcessSpec>,
+        errors: Vec<String>,
+    },
 }
 
 impl Pending {
@@ -64,6 +78,8 @@ impl Pending {
             Pending::ListFilesystems { proc, .. }
             | Pending::ListVersions { proc, .. }
             | Pending::Describing { proc, .. }
+            | Pending::CursorList { proc, .. }
+            | Pending::CursorCommands { proc, .. }
             | Pending::Sending { proc } => *proc == p,
             Pending::Destroy(task) => task.owns(p),
         }
@@ -76,8 +92,9 @@ impl Pending {
             Pending::ListFilesystems { proc, .. }
             | Pending::ListVersions { proc, .. }
             | Pending::Describing { proc, .. }
+            | Pending::CursorList { proc, .. }
             | Pending::Sending { proc } => Some(*proc),
-            Pending::Destroy(_) => None,
+            Pending::Destroy(_) | Pending::CursorCommands { .. } => None,
         }
     }
 }
@@ -161,6 +178,37 @@ impl SourceJob {
         Ok(Pending::ListFilesystems { proc, rest, found })
     }
 
+    /// The job part of this client's cursor name: one cursor per source job and
+    /// client, so two pullers of one filesystem do not move each other's.
+    fn cursor_job(&self, conn: ConnId) -> String {
+        let who = self.clients.get(&conn).map_or("unknown", |c| c.identity.as_str());
+        format!("{}_{who}", self.spec.name)
+    }
+
+    fn next_cursor_command(
+        &mut self,
+        ctx: &mut JobCtx<'_, '_>,
+        conn: ConnId,
+        mut rest: VecDeque<ProcessSpec>,
+        errors: Vec<String>,
+    ) {
+        let now = ctx.now().mono;
+        match rest.pop_front() {
+            Some(spec) => {
+                let proc = ctx.spawn(spec, StdoutTo::Null, StdinFrom::Null);
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.pending = Some(Pending::CursorCommands { proc, rest, errors });
+                }
+            }
+            None if errors.is_empty() => {
+                if let Some(s) = ctx.session(conn) {
+                    let _ = s.respond::<MoveCursor>(now, Ok(&()), false);
+                }
+            }
+            None => Self::respond_error(ctx, conn, failed(errors.join("; "))),
+        }
+    }
+
     /// Answers a send request and starts its stream.
     fn start_send(
         &self,
@@ -231,6 +279,20 @@ impl SourceJob {
                     ),
                 );
                 Ok(Pending::Destroy(DestroyTask::start(ctx, dialect, r.filesystem, r.snapshots)))
+            })
+        } else if req.is::<MoveCursor>() && !dialect.capabilities().bookmarks {
+            // No bookmarks here: there is no cursor to keep, which is no error.
+            let now = ctx.now().mono;
+            if let Some(s) = ctx.session(conn) {
+                let _ = s.respond::<MoveCursor>(now, Ok(&()), false);
+            }
+            return;
+        } else if req.is::<MoveCursor>() {
+            req.decode::<MoveCursor>().and_then(|r| {
+                self.check(ctx, conn, &r.filesystem)?;
+                let spec = zfsops::list_versions(dialect, &r.filesystem).map_err(failed)?;
+                let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                Ok(Pending::CursorList { proc, fs: r.filesystem, to: r.to })
             })
         } else if req.is::<DescribeResumeToken>() {
             req.decode::<DescribeResumeToken>().and_then(|r| {
@@ -417,6 +479,36 @@ impl Job for SourceJob {
                         false,
                     );
                 }
+            }
+            Pending::CursorList { fs, to, .. } => {
+                let cursor_job = self.cursor_job(conn);
+                let specs = if result.status.success() {
+                    zfsops::parse_versions(dialect, &result.stdout).and_then(|mut by_fs| {
+                        let versions = by_fs.remove(&fs).unwrap_or_default();
+                        if !versions.iter().any(|v| v.is_snapshot() && v.guid == to.guid) {
+                            return Err(format!("{fs} has no snapshot of guid {}", to.guid));
+                        }
+                        let new_name = zfsops::cursor_name(&cursor_job, to.guid);
+                        let stale: Vec<_> = versions
+                            .into_iter()
+                            .filter(|v| !v.is_snapshot() && v.name != new_name)
+                            .filter(|v| zfsops::is_cursor_of(&v.name, &cursor_job))
+                            .collect();
+                        zfsops::move_cursor(dialect, &fs, &to, &stale, &cursor_job)
+                    })
+                } else {
+                    Err(format!("listing versions of {fs} failed: {}", result.stderr.trim()))
+                };
+                match specs {
+                    Ok(specs) => self.next_cursor_command(ctx, conn, specs.into(), Vec::new()),
+                    Err(e) => Self::respond_error(ctx, conn, failed(e)),
+                }
+            }
+            Pending::CursorCommands { rest, mut errors, .. } => {
+                if !result.status.success() {
+                    errors.push(result.stderr.trim().to_owned());
+                }
+                self.next_cursor_command(ctx, conn, rest, errors);
             }
             Pending::Destroy(mut task) => {
                 task.on_process_done(ctx, result);

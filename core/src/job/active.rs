@@ -133,7 +133,10 @@ struct Transfer {
     receive: Option<ReceiveTask>,
     /// The peer's answer (push: the sink's receive; pull: the source's send).
     answered: Option<Result<(), String>>,
+    /// Pull: the source's stream has ended or was aborted.
     stream_done: bool,
+    /// Pull: we asked the source to stop its stream.
+    cancelled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -926,6 +929,7 @@ impl ActiveJob {
             receive: None,
             answered: None,
             stream_done: false,
+            cancelled: false,
         };
         let Some(session) = ctx.session(conn) else {
             return self.abort_cycle(ctx, "the connection is gone".to_owned());
@@ -1080,6 +1084,19 @@ impl ActiveJob {
 
     /// Settles a transfer once every part of it has reported.
     fn check_transfer(&mut self, ctx: &mut JobCtx<'_, '_>) {
+        // Pull: the next request may only go out once this one's stream is over;
+        // a receive that failed early asks the source to stop sending.
+        if let Some(Wait::Transfer(t)) = &mut self.wait {
+            let failed =
+                t.receive.as_ref().and_then(ReceiveTask::result).is_some_and(Result::is_err);
+            if failed && !t.stream_done && !t.cancelled && matches!(t.answered, Some(Ok(()))) {
+                t.cancelled = true;
+                let (now, conn) = (ctx.now().mono, self.cycle.as_ref().and_then(|c| c.conn));
+                if let Some(s) = conn.and_then(|c| ctx.session(c)) {
+                    let _ = s.cancel_inbound(now, "the receive failed");
+                }
+            }
+        }
         let Some(Wait::Transfer(t)) = &self.wait else { return };
         let outcome: Option<Result<u64, String>> = match self.spec.direction {
             Direction::Push => match (&t.send_result, &t.answered) {
@@ -1094,8 +1111,9 @@ impl ActiveJob {
                 _ => None,
             },
             Direction::Pull => match (&t.answered, &t.receive) {
+                // An error answer carries no stream.
                 (Some(Err(e)), _) => Some(Err(e.clone())),
-                (Some(Ok(())), Some(task)) => task.result().cloned(),
+                (Some(Ok(())), Some(task)) => task.result().filter(|_| t.stream_done).cloned(),
                 _ => None,
             },
         };
@@ -1240,6 +1258,7 @@ impl Job for ActiveJob {
                     }
                     t.stream_done |= !matches!(ev, SessionEvent::StreamData(_));
                 }
+                self.check_transfer(ctx);
             }
             SessionEvent::StreamCancelled(reason) => {
                 self.log(ctx, Level::Warn, format!("the peer stopped our stream: {reason}"));
@@ -1337,6 +1356,10 @@ impl Job for ActiveJob {
         }
         if self.snapper.as_ref().and_then(Snapper::poll_timeout).is_some_and(|t| t <= now) {
             let dialect = self.dialect.get();
+            if dialect.is_none() && !self.stopping {
+                // The probe failed (zfs not ready yet): try it again.
+                self.dialect.start(ctx);
+            }
             if let Some(s) = &mut self.snapper {
                 s.on_timeout(ctx, dialect);
             }

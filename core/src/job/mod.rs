@@ -173,8 +173,11 @@ pub(crate) struct DialectProbe {
 }
 
 impl DialectProbe {
+    /// Runs `zfs version` unless it runs already or has answered well: a
+    /// failed probe (zfs not ready at boot, a spawn failure) is tried again at
+    /// the next need rather than wedging the job until a restart.
     pub fn start(&mut self, ctx: &mut JobCtx<'_, '_>) {
-        if self.proc.is_none() && self.result.is_none() {
+        if self.proc.is_none() && !matches!(self.result, Some(Ok(_))) {
             self.proc = Some(ctx.spawn(zfsops::version(), StdoutTo::Collect, StdinFrom::Null));
         }
     }

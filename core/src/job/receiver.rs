@@ -69,6 +69,8 @@ pub struct ReceiveTask {
     to_create: VecDeque<DatasetPath>,
     after: VecDeque<Result<crate::node::ProcessSpec, String>>,
     force: bool,
+    /// The target is still marked as a placeholder although it holds data.
+    unfinished_replica: bool,
     early: Vec<Bytes>,
     stream_ended: bool,
     stream_aborted: Option<String>,
@@ -106,6 +108,7 @@ impl ReceiveTask {
             to_create: VecDeque::new(),
             after: VecDeque::new(),
             force: false,
+            unfinished_replica: false,
             early: Vec::new(),
             stream_ended: false,
             stream_aborted: None,
@@ -133,6 +136,13 @@ impl ReceiveTask {
     /// (because `zfs receive` was not running yet).
     pub fn on_stream_event(&mut self, ctx: &mut JobCtx<'_, '_>, event: &SessionEvent) {
         match event {
+            // After `zfs receive` ended, nothing reads: drop what still comes
+            // and give its credit back, so the sender can reach its end.
+            SessionEvent::StreamData(data) if matches!(self.phase, Phase::Done) => {
+                if let Some(s) = ctx.session(self.conn) {
+                    s.stream_consumed(data.len());
+                }
+            }
             SessionEvent::StreamData(data) => self.early.push(data.clone()),
             SessionEvent::StreamEnd => self.stream_ended = true,
             SessionEvent::StreamAborted(reason) => {
@@ -200,16 +210,17 @@ impl ReceiveTask {
                     )));
                 }
                 let bytes = result.bytes;
-                if self.kind.creates_replica() {
-                    // A fresh replica: read-only, and no longer a placeholder.
+                // A fresh replica (or one whose follow-up was lost to a crash or
+                // a failing `zfs set`): read-only, and no longer a placeholder.
+                if self.kind.creates_replica() || self.unfinished_replica {
                     self.after.push_back(zfsops::set_property(
                         self.dialect,
                         &self.target,
                         "readonly",
                         "on",
                     ));
-                    if self.force {
-                        self.after.push_back(zfsops::clear_placeholder(self.dialect, &self.target));
+                    if self.force || self.unfinished_replica {
+                        self.after.extend(zfsops::clear_placeholder(self.dialect, &self.target));
                     }
                 }
                 self.result = Some(Ok(bytes));
@@ -267,6 +278,9 @@ impl ReceiveTask {
                 )));
             }
             Some(t) if full && t.placeholder => self.force = true,
+            // A placeholder that already holds snapshots is a replica whose
+            // follow-up after its full receive never ran: finish it this time.
+            Some(t) if !full && t.placeholder => self.unfinished_replica = true,
             Some(t)
                 if matches!(self.kind, ReceiveKind::Resume { .. }) && t.resume_token.is_none() =>
             {
@@ -312,7 +326,9 @@ impl ReceiveTask {
             }
             return;
         }
-        let spec = match zfsops::receive(self.dialect, &self.target, self.force) {
+        // Not on a resumption: its stream must continue the interrupted one as is.
+        let new_replica = self.kind == ReceiveKind::Full;
+        let spec = match zfsops::receive(self.dialect, &self.target, self.force, new_replica) {
             Ok(spec) => spec,
             Err(e) => return self.finish(Err(format!("cannot receive into {}: {e}", self.target))),
         };

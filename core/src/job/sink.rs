@@ -260,7 +260,10 @@ impl Job for SinkJob {
         match event {
             SessionEvent::Request(req) => match self.dialect.get() {
                 Some(d) => self.handle_request(ctx, conn, req, d),
-                None => self.dialect.defer(conn, req),
+                None => {
+                    self.dialect.defer(conn, req);
+                    self.dialect.start(ctx);
+                }
             },
             ev @ (SessionEvent::StreamData(_)
             | SessionEvent::StreamEnd

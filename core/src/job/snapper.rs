@@ -133,6 +133,8 @@ pub struct Snapper {
     /// The next round comes right after the current one (a wakeup).
     checked: bool,
     stopping: bool,
+    /// Rounds follow the schedule (see [`Snapper::start`]).
+    scheduled: bool,
 }
 
 /// How long to wait for `zfs version` before looking again.
@@ -147,6 +149,7 @@ impl Snapper {
             due: None,
             checked: false,
             stopping: false,
+            scheduled: false,
         }
     }
 
@@ -154,8 +157,10 @@ impl Snapper {
         &self.spec.prefix
     }
 
-    /// Arms the first look: right away.
+    /// Arms the first look: right away. A snapper never started (a one-shot
+    /// `run`) takes only the rounds it is triggered for.
     pub fn start(&mut self, now: Now) {
+        self.scheduled = true;
         self.due = Some((now.mono, now.wall));
     }
 
@@ -205,6 +210,9 @@ impl Snapper {
 
     /// Schedules the round after `now`.
     fn schedule_after(&mut self, now: Now, newest: Option<WallTime>) -> bool {
+        if !self.scheduled {
+            return false;
+        }
         let (due_now, next) = match &self.spec.schedule {
             Schedule::Periodic(interval) => {
                 let due = periodic_due(*interval, now.wall, newest);

@@ -361,6 +361,9 @@ impl Job for SourceJob {
 
     fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>) {
         let dialect = self.dialect.get();
+        if dialect.is_none() {
+            self.dialect.start(ctx);
+        }
         if let Some(s) = &mut self.snapper {
             s.on_timeout(ctx, dialect);
         }
@@ -384,7 +387,10 @@ impl Job for SourceJob {
         match event {
             SessionEvent::Request(req) => match self.dialect.get() {
                 Some(d) => self.handle_request(ctx, conn, req, d),
-                None => self.dialect.defer(conn, req),
+                None => {
+                    self.dialect.defer(conn, req);
+                    self.dialect.start(ctx);
+                }
             },
             SessionEvent::StreamCancelled(reason) => {
                 ctx.log(

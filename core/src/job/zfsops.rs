@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::node::ProcessSpec;
 use crate::zfs::command::{
-    versions_listing_format, Receive, Rollback, Send, SendFlags, SendStream, SnapshotNames,
-    Snapshots, ZfsCommand,
+    versions_listing_format, Receive, ReceiveOverride, Rollback, Send, SendFlags, SendStream,
+    SnapshotNames, Snapshots, ZfsCommand,
 };
 use crate::zfs::parse;
 use crate::zfs::{
@@ -166,13 +166,23 @@ pub fn parse_resume_description(
 }
 
 /// `zfs receive` into `target`: never mounted, resumable where it can be, and
-/// forced (`-F`) only to replace a placeholder.
-pub fn receive(dialect: Dialect, target: &DatasetPath, force: bool) -> Result<ProcessSpec, String> {
+/// forced (`-F`) only to replace a placeholder. A new replica is made read-only
+/// by the receive itself where the dialect takes `-o` (so no crash between the
+/// receive and a `zfs set` can leave it writable).
+pub fn receive(
+    dialect: Dialect,
+    target: &DatasetPath,
+    force: bool,
+    new_replica: bool,
+) -> Result<ProcessSpec, String> {
     let rollback = if force { Rollback::Force } else { Rollback::Never };
-    spec(
-        &ZfsCommand::Receive(Receive { target: target.clone(), rollback, overrides: Vec::new() }),
-        dialect,
-    )
+    let mut overrides = Vec::new();
+    if new_replica && dialect.capabilities().receive_property_overrides {
+        let name = PropertyName::parse("readonly").map_err(|e| e.to_string())?;
+        let value = PropertyValue::parse("on").map_err(|e| e.to_string())?;
+        overrides.push(ReceiveOverride::Set(name, value));
+    }
+    spec(&ZfsCommand::Receive(Receive { target: target.clone(), rollback, overrides }), dialect)
 }
 
 /// A placeholder: marked, never mounted, holding only children.
@@ -288,11 +298,16 @@ pub fn move_cursor(
     Ok(specs)
 }
 
-/// Removes our placeholder marker after a real receive replaced the placeholder.
-pub fn clear_placeholder(dialect: Dialect, path: &DatasetPath) -> Result<ProcessSpec, String> {
-    let property =
-        PropertyName::parse(crate::zfs::property::ZFERRY_PLACEHOLDER).map_err(|e| e.to_string())?;
-    spec(&ZfsCommand::Inherit { dataset: path.clone(), property }, dialect)
+/// Removes the placeholder markers (zferry's and zrepl's) after a real receive
+/// replaced the placeholder. Inheriting a marker that is not set is harmless.
+pub fn clear_placeholder(dialect: Dialect, path: &DatasetPath) -> Vec<Result<ProcessSpec, String>> {
+    [crate::zfs::property::ZFERRY_PLACEHOLDER, crate::zfs::property::ZREPL_PLACEHOLDER]
+        .into_iter()
+        .map(|name| {
+            let property = PropertyName::parse(name).map_err(|e| e.to_string())?;
+            spec(&ZfsCommand::Inherit { dataset: path.clone(), property }, dialect)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -361,6 +361,9 @@ impl World {
             }
             self.now = t;
             self.stats.events += 1;
+            for h in 0..self.zfs.len() {
+                self.zfs[h].clock = self.host_now(h).wall.0;
+            }
             self.handle(ev);
             if self.failure.is_some() {
                 return;

@@ -346,7 +346,7 @@ fn list(zfs: &Zfs, opts: &[(char, Option<String>)], rest: &[String]) -> Outcome 
     let wanted = opt(opts, 't') == Some("snapshot,bookmark") || opt(opts, 't') == Some("snapshot");
     if !wanted
         || opt(opts, 'o') != Some("name,guid,createtxg,creation")
-        || opt(opts, 's') != Some("createtxg")
+        || !matches!(opt(opts, 's'), None | Some("createtxg"))
         || !has(opts, 'H')
         || !has(opts, 'p')
         || !has(opts, 'r')
@@ -377,7 +377,9 @@ fn list(zfs: &Zfs, opts: &[(char, Option<String>)], rest: &[String]) -> Outcome 
             rows.push((txg, n, format!("{name}\t{guid}\t{txg}\t{creation}\n")));
         }
     }
-    rows.sort();
+    if opt(opts, 's').is_some() {
+        rows.sort();
+    }
     let out: String = rows.into_iter().map(|(_, _, l)| l).collect();
     Outcome { code: i32::from(!err.is_empty()), stdout: out.into_bytes(), stderr: err }
 }
@@ -545,6 +547,9 @@ pub fn plan_send(zfs: &Zfs, args: &SendArgs) -> Result<SendPlan, Outcome> {
                     holds: vec![to.clone()],
                 });
             };
+            // `-i @snap` is short for the target's own filesystem.
+            let from =
+                &if from.starts_with(['@', '#']) { format!("{fs}{from}") } else { from.clone() };
             let Some((from_fs, sep, from_short)) = split_version(from) else {
                 return Err(Outcome::fail(1, missing(from)));
             };
@@ -609,12 +614,19 @@ fn dry_run_send(zfs: &Zfs, opts: &[(char, Option<String>)], rest: &[String]) -> 
             "\tobject = 0x3\n\toffset = {:#x}\n\tbytes = {:#x}\n\ttoguid = {:#x}\n\ttoname = {}\n",
             b.offset, b.offset, b.to_guid, b.to_name
         ));
-        out.push_str(&format!(
-            "full send of {} estimated size is {}\n",
-            b.to_name,
-            b.total - b.offset
-        ));
-        out.push_str(&format!("total estimated size is {}\n", b.total - b.offset));
+        let left = nicenum(b.total - b.offset);
+        let (fs, _) = b.to_name.split_once('@').unwrap_or((&b.to_name, ""));
+        let from = zfs.datasets.get(fs).and_then(|d| {
+            d.snapshots.iter().find(|s| s.guid == b.from_guid).map(|s| s.name.clone())
+        });
+        match from {
+            Some(f) => out.push_str(&format!(
+                "send from {fs}@{f} to {} estimated size is {left}\n",
+                b.to_name
+            )),
+            None => out.push_str(&format!("full send of {} estimated size is {left}\n", b.to_name)),
+        }
+        out.push_str(&format!("total estimated size is {left}\n"));
         return Outcome::ok(out.into_bytes());
     }
     let [to] = rest else { return usage(zfs.flavor, "wrong number of arguments") };
@@ -630,7 +642,11 @@ fn dry_run_send(zfs: &Zfs, opts: &[(char, Option<String>)], rest: &[String]) -> 
     };
     let mut out = String::new();
     let mut total = 0;
-    let mut prev = from.unwrap_or_default();
+    let fs = to.split('@').next().unwrap_or("");
+    let mut prev = match from {
+        Some(f) if f.starts_with(['@', '#']) => format!("{fs}{f}"),
+        other => other.unwrap_or_default(),
+    };
     for b in &plan.substreams {
         total += b.total;
         if b.from_guid == 0 {
@@ -642,6 +658,30 @@ fn dry_run_send(zfs: &Zfs, opts: &[(char, Option<String>)], rest: &[String]) -> 
     }
     out.push_str(&format!("size\t{total}\n"));
     Outcome::ok(out.into_bytes())
+}
+
+/// A size as `zfs` prints it for people (zfs_nicenum): 647K, 1.01M, 512.
+pub fn nicenum(n: u64) -> String {
+    if n < 1024 {
+        return n.to_string();
+    }
+    let mut index = 0;
+    while index < 6 && n >> (10 * (index + 1)) >= 1 {
+        index += 1;
+    }
+    let unit = ['K', 'M', 'G', 'T', 'P', 'E'][index - 1];
+    if n & ((1u64 << (10 * index)) - 1) == 0 {
+        return format!("{}{unit}", n >> (10 * index));
+    }
+    let v = n as f64 / (1u64 << (10 * index)) as f64;
+    let mut text = String::new();
+    for precision in (0..=2).rev() {
+        text = format!("{v:.precision$}{unit}");
+        if text.len() <= 5 {
+            break;
+        }
+    }
+    text
 }
 
 /// `zfs receive -A TARGET`: drops what an interrupted `receive -s` left.

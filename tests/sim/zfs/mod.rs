@@ -62,7 +62,11 @@
 //!   `world.rs`), with the messages libzfs prints for ENOSPC and EBUSY.
 
 pub mod command;
+#[cfg(test)]
+mod fixtures;
 pub mod receive;
+#[cfg(test)]
+mod receive_tests;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,6 +117,7 @@ pub struct Partial {
 pub struct Dataset {
     pub guid: u64,
     pub createtxg: u64,
+    pub creation: i64,
     /// Locally set properties; inherited and default values are computed.
     pub props: BTreeMap<String, String>,
     /// Oldest first (by createtxg).
@@ -166,6 +171,8 @@ pub struct Zfs {
     busy: BTreeMap<String, u32>,
     /// Bumped by every change, so checks run only when something changed.
     pub generation: u64,
+    /// The host's wall clock (seconds), which the world keeps current.
+    pub clock: i64,
 }
 
 pub fn pool_of(path: &str) -> &str {
@@ -191,6 +198,7 @@ impl Zfs {
             txg: BTreeMap::new(),
             busy: BTreeMap::new(),
             generation: 0,
+            clock: 0,
         }
     }
 
@@ -207,7 +215,7 @@ impl Zfs {
 
     pub fn create_pool(&mut self, name: &str, rng: &mut Rng) {
         let txg = self.next_txg(name);
-        self.datasets.insert(name.to_owned(), new_dataset(rng.guid(), txg));
+        self.datasets.insert(name.to_owned(), new_dataset(rng.guid(), txg, self.clock));
     }
 
     /// `zfs create`: the parent must exist, the path must not.
@@ -227,7 +235,7 @@ impl Zfs {
             return Err(format!("cannot create '{path}': parent does not exist"));
         }
         let txg = self.next_txg(path);
-        let mut ds = new_dataset(rng.guid(), txg);
+        let mut ds = new_dataset(rng.guid(), txg, self.clock);
         ds.props.extend(props.iter().cloned());
         self.datasets.insert(path.to_owned(), ds);
         Ok(())
@@ -416,7 +424,7 @@ impl Zfs {
             "type" => ("filesystem".into(), Source::None),
             "guid" => (ds.guid.to_string(), Source::None),
             "createtxg" => (ds.createtxg.to_string(), Source::None),
-            "creation" => ("0".into(), Source::None),
+            "creation" => (ds.creation.to_string(), Source::None),
             "receive_resume_token" => match &ds.partial {
                 Some(p) => (command::token(p), Source::None),
                 None => ("-".into(), Source::None),
@@ -456,10 +464,11 @@ impl Zfs {
     }
 }
 
-fn new_dataset(guid: u64, txg: u64) -> Dataset {
+pub fn new_dataset(guid: u64, txg: u64, creation: i64) -> Dataset {
     Dataset {
         guid,
         createtxg: txg,
+        creation,
         props: BTreeMap::new(),
         snapshots: Vec::new(),
         bookmarks: Vec::new(),

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use super::command::{token, Outcome, ReceiveArgs};
 use super::stream::{Begin, Item, Parser};
-use super::{parent_of, Dataset, Partial, Snapshot, Zfs, EMPTY_CONTENT};
+use super::{new_dataset, parent_of, Partial, Snapshot, Zfs};
 use crate::rng::{Rng, FNV_START};
 
 /// How the current substream lands on the target.
@@ -205,19 +205,9 @@ impl Receive {
                         return Err(format!("cannot open '{parent}': dataset does not exist\n{w}: unable to restore to destination"));
                     }
                     let txg = zfs.txg_for(&target);
-                    zfs.datasets.insert(
-                        target.clone(),
-                        Dataset {
-                            guid: rng.guid(),
-                            createtxg: txg,
-                            props: Default::default(),
-                            snapshots: Vec::new(),
-                            bookmarks: Vec::new(),
-                            content: EMPTY_CONTENT,
-                            partial: None,
-                            inconsistent: true,
-                        },
-                    );
+                    let mut ds = new_dataset(rng.guid(), txg, zfs.clock);
+                    ds.inconsistent = true;
+                    zfs.datasets.insert(target.clone(), ds);
                     Landing::NewFs
                 }
             }

@@ -157,26 +157,55 @@ impl World {
                     Err(e) => self.log(format!("{name}: {e}")),
                 }
             }
-            _ => {
-                // The receiver's admin removes a replica; replication starts over.
-                let prefixes: Vec<String> =
-                    self.scenario.links.iter().map(|l| l.receiver_prefix.clone()).collect();
-                let receiver = 0;
-                let replicas: Vec<String> = self.zfs[receiver]
-                    .datasets
-                    .iter()
-                    .filter(|(p, d)| {
-                        !d.snapshots.is_empty()
-                            && prefixes.iter().any(|x| p.starts_with(&format!("{x}/")))
-                    })
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                let Some(fs) = self.rng.pick(&replicas).cloned() else { return };
-                match self.zfs[receiver].destroy_recursive(&fs) {
-                    Ok(()) => self.log(format!("backup: admin runs zfs destroy -r {fs}")),
-                    Err(e) => self.log(format!("backup: {e}")),
-                }
+            97 => self.admin_destroys_a_replica(),
+            _ => self.admin_creates_a_filesystem(),
+        }
+    }
+
+    /// The receiver's admin removes a replica; replication starts over.
+    fn admin_destroys_a_replica(&mut self) {
+        let prefixes: Vec<String> =
+            self.scenario.links.iter().map(|l| l.receiver_prefix.clone()).collect();
+        let receiver = 0;
+        let replicas: Vec<String> = self.zfs[receiver]
+            .datasets
+            .iter()
+            .filter(|(p, d)| {
+                !d.snapshots.is_empty() && prefixes.iter().any(|x| p.starts_with(&format!("{x}/")))
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        let Some(fs) = self.rng.pick(&replicas).cloned() else { return };
+        match self.zfs[receiver].destroy_recursive(&fs) {
+            Ok(()) => {
+                self.log(format!("backup: admin runs zfs destroy -r {fs}"));
+                let below = format!("{fs}/");
+                self.foreign.retain(|(_, p), _| *p != fs && !p.starts_with(&below));
             }
+            Err(e) => self.log(format!("backup: {e}")),
+        }
+    }
+
+    /// The receiver's admin creates a filesystem of their own, with data,
+    /// where a replica of a sender's filesystem would go: zferry must leave it
+    /// alone and report the conflict.
+    fn admin_creates_a_filesystem(&mut self) {
+        let Some(link) = self.rng.pick(&self.scenario.links).cloned() else { return };
+        let receiver = link.receiver;
+        let spots: Vec<String> = self.zfs[link.sender]
+            .datasets
+            .keys()
+            .filter(|p| p.starts_with("tank/data"))
+            .map(|p| format!("{}/{p}", link.receiver_prefix))
+            .filter(|r| !self.zfs[receiver].exists(r))
+            .filter(|r| crate::zfs::parent_of(r).is_some_and(|p| self.zfs[receiver].exists(p)))
+            .collect();
+        let Some(path) = self.rng.pick(&spots).cloned() else { return };
+        if self.zfs[receiver].create(&path, &[], &mut self.rng).is_ok() {
+            self.zfs[receiver].write(&path, &mut self.rng);
+            let d = &self.zfs[receiver].datasets[&path];
+            self.foreign.insert((receiver, path.clone()), (d.guid, d.content));
+            self.log(format!("backup: admin runs zfs create {path} and writes to it"));
         }
     }
 

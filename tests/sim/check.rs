@@ -83,6 +83,15 @@ pub fn invariants(w: &World) -> Result<(), String> {
             check_replica(hist, sender, name, &sender_path, path, ds)?;
         }
     }
+    for ((host, path), (guid, content)) in &w.foreign {
+        match w.zfs[*host].datasets.get(path) {
+            None => return Err(format!("the admin's own {path} vanished")),
+            Some(d) if d.guid != *guid || d.content != *content || !d.snapshots.is_empty() => {
+                return Err(format!("zferry overwrote the admin's own {path}"))
+            }
+            Some(_) => {}
+        }
+    }
     let recv = &w.zfs[0];
     let bystander = recv.datasets.get(BYSTANDER).ok_or("backup/other vanished")?;
     if bystander.snapshots.len() != 1 || !bystander.props.is_empty() {

@@ -205,6 +205,8 @@ pub struct World {
     pub followups: BTreeMap<(usize, String), (bool, bool)>,
     /// Known issues tolerated (see `check::KNOWN_ISSUES`), by name.
     pub known: BTreeMap<&'static str, u32>,
+    /// Filesystems the receiver's admin made: (host, path) -> (guid, content).
+    pub(crate) foreign: BTreeMap<(usize, String), (u64, u64)>,
     /// Daemons that could not learn the zfs dialect (see `check::DIALECT_STUCK`).
     pub dialect_failed: BTreeSet<Pid>,
     /// `ZFERRY_SIM_STRICT=1`: known issues fail the run too.
@@ -247,6 +249,7 @@ impl World {
             followups: BTreeMap::new(),
             known: BTreeMap::new(),
             dialect_failed: BTreeSet::new(),
+            foreign: BTreeMap::new(),
             strict: std::env::var("ZFERRY_SIM_STRICT").is_ok_and(|v| v == "1"),
             failure: None,
             report_generation: 0,

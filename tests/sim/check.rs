@@ -226,7 +226,8 @@ fn expect(w: &World, link: &Link, fs: &str, memo: &mut BTreeMap<String, Expect>)
         let target = format!("{}/{fs}", link.receiver_prefix);
         let Some(rd) = recv.datasets.get(&target) else { break 'e Expect::Converge };
         match rd.newest() {
-            None if is_placeholder(recv, &target) && rd.partial.is_none() => Expect::Converge,
+            // A partial receive is to be resumed (DESIGN.md, "Replication semantics").
+            None if is_placeholder(recv, &target) || rd.partial.is_some() => Expect::Converge,
             None => {
                 Expect::Conflict(format!("{target} exists without snapshots and is no placeholder"))
             }
@@ -250,7 +251,12 @@ const CONFLICT_WORDS: [&str; 4] =
 /// placeholder mark, nothing partial), or in a real conflict that zferry
 /// reported, or skipped because its parent is.
 pub fn converged(w: &World) -> Result<(), String> {
-    for link in &w.scenario.links {
+    w.scenario.links.iter().try_for_each(|link| converged_link(w, link))
+}
+
+/// [`converged`] for one link.
+pub fn converged_link(w: &World, link: &Link) -> Result<(), String> {
+    {
         let report = w.reports.get(&(link.active_host, link.job.clone()));
         let Some(report) = report.filter(|r| r.quiet_cycles > 0) else {
             return Err(format!("no cycle of job {} completed since the faults stopped", link.job));
@@ -325,6 +331,11 @@ pub fn converged(w: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Cycles a job may need, once the faults stopped, to converge: the first
+/// may still meet what the faults left (a receive being killed, a stale
+/// connection timing out), the second must succeed; one more for slack.
+pub const MAX_CYCLES: u32 = 3;
+
 /// Converged, and nothing left running that could still change the result.
 pub fn settled(w: &World) -> bool {
     let hosts = w.scenario.hosts.len();
@@ -357,13 +368,25 @@ pub const FOLLOWUP_LOST: &str = "readonly/placeholder follow-up of a full receiv
 /// stored). Tolerated by an admin who restarts such daemons.
 pub const DIALECT_STUCK: &str = "a failed `zfs version` probe is never retried";
 
+/// Pull: when the local receive refuses a step (say, the target exists and is
+/// not a placeholder), the source's stream of that step is still coming; the
+/// job asks for the next filesystem's versions on the same connection at
+/// once, the session refuses (`UsageError::Busy`) and the whole cycle aborts
+/// ("cannot ask for the versions of X: Some(Err(Busy))"). The filesystems
+/// after the failed one replicate only when timing happens to let the stream
+/// end first, breaking "a failure in one filesystem stops its own subtree and
+/// nothing else". Tolerated by not holding such a job to [`MAX_CYCLES`].
+pub const PULL_BUSY: &str =
+    "pull: next request while a refused step's stream still flows aborts the cycle";
+
 /// (readonly pending, placeholder mark pending) for a replica whose full
-/// receive succeeded but whose follow-up did not (yet); never in strict mode.
+/// receive succeeded: while its follow-up runs, and for good once it was lost
+/// ([`FOLLOWUP_LOST`]; not in strict mode).
 fn followup_pending(w: &World, host: usize, path: &str) -> (bool, bool) {
-    if w.strict {
-        return (false, false);
+    match w.followups.get(&(host, path.to_owned())) {
+        Some(f) if !f.lost || !w.strict => (f.readonly, f.unmark),
+        _ => (false, false),
     }
-    w.followups.get(&(host, path.to_owned())).copied().unwrap_or((false, false))
 }
 
 /// Once the faults are over: what an admin does about known issues (see
@@ -388,10 +411,15 @@ pub fn known_issue_workarounds(w: &mut World) {
 
 /// Counts the known issues visible in the final state.
 pub fn count_known(w: &mut World) {
+    if w.strict {
+        return;
+    }
     let lost = w
         .followups
         .iter()
-        .filter(|((h, p), _)| w.zfs[*h].datasets.get(p).is_some_and(|d| !d.snapshots.is_empty()))
+        .filter(|((h, p), f)| {
+            f.lost && w.zfs[*h].datasets.get(p).is_some_and(|d| !d.snapshots.is_empty())
+        })
         .count() as u32;
     if lost > 0 && w.quiet_since.is_some() {
         *w.known.entry(FOLLOWUP_LOST).or_default() += lost;

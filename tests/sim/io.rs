@@ -92,6 +92,9 @@ impl World {
                 let Some((job, what)) = rest.split_once(": ") else { return };
                 let quiet = self.quiet_since;
                 let r = self.reports.entry((host, job.to_owned())).or_default();
+                if quiet.is_some() && what.ends_with("Some(Err(Busy))") {
+                    r.busy = true;
+                }
                 if what == "replication cycle starts" {
                     r.started = self.now;
                     r.pending.clear();

@@ -32,6 +32,7 @@ struct Run {
     trace_hash: u64,
     summary: String,
     known: Vec<&'static str>,
+    cycles: u32,
 }
 
 fn run_seed(seed: u64, keep_all: bool) -> (Run, World) {
@@ -66,6 +67,7 @@ fn run_seed(seed: u64, keep_all: bool) -> (Run, World) {
         trace_hash: w.trace.hash(),
         summary,
         known: w.known.keys().copied().collect(),
+        cycles: w.stats.cycles_to_converge,
     };
     (run, w)
 }
@@ -128,6 +130,15 @@ fn seeds() {
         for k in &r.known {
             *known.entry(k).or_default() += 1;
         }
+    }
+    let mut cycles: std::collections::BTreeMap<u32, u32> = Default::default();
+    for r in runs.iter().filter(|r| r.failure.is_none()) {
+        *cycles.entry(r.cycles).or_default() += 1;
+    }
+    eprintln!("cycles after the faults until converged (cycles: seeds): {cycles:?}");
+    let slow: Vec<u64> = runs.iter().filter(|r| r.cycles > 3).map(|r| r.seed).collect();
+    if !slow.is_empty() {
+        eprintln!("seeds that needed more than 3 cycles: {slow:?}");
     }
     for (k, n) in &known {
         eprintln!("known issue tolerated in {n} seed(s): {k}");

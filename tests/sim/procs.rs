@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use zferry_core::node::{ExitStatus, Input, ProcId, ProcessSpec};
 
 use crate::net::Pid;
-use crate::world::{Child, Ev, Work, World, PIPE};
+use crate::world::{Child, Ev, Followup, Work, World, PIPE};
 use crate::zfs::command::{self, Kind, Outcome};
 use crate::zfs::receive::Receive;
 
@@ -30,6 +30,7 @@ impl World {
                 "{name}[{pid}] cannot spawn `{}`: injected EAGAIN",
                 spec.argv.join(" ")
             ));
+            self.followup_done(host, &spec.argv, false);
             let error = "Resource temporarily unavailable (os error 11)".into();
             return self.input(pid, Input::SpawnFailed { proc, error });
         }
@@ -164,7 +165,9 @@ impl World {
                         if o.code == 0 && recv.created {
                             let target = argv.last().cloned().unwrap_or_default();
                             let force = argv.iter().any(|a| a == "-F");
-                            self.followups.insert((host, target), (true, force));
+                            let f =
+                                Followup { readonly: true, unmark: force, owner: pid, lost: false };
+                            self.followups.insert((host, target), f);
                         }
                         Some(o)
                     }
@@ -193,24 +196,8 @@ impl World {
         c.work = Work::Done;
         let receive = c.argv.get(1).is_some_and(|s| s == "receive");
         let host = c.host;
-        if o.code == 0 {
-            let argv: Vec<&str> = c.argv.iter().map(String::as_str).collect();
-            let key = |t: &str| (host, t.to_owned());
-            match argv[..] {
-                ["zfs", "set", "readonly=on", t] => {
-                    if let Some(f) = self.followups.get_mut(&key(t)) {
-                        f.0 = false;
-                    }
-                }
-                ["zfs", "inherit", "zferry:placeholder", t] => {
-                    if let Some(f) = self.followups.get_mut(&key(t)) {
-                        f.1 = false;
-                    }
-                }
-                _ => {}
-            }
-            self.followups.retain(|_, f| f.0 || f.1);
-        }
+        let argv = c.argv.clone();
+        self.followup_done(host, &argv, o.code == 0);
         let name = self.host_name(host).to_owned();
         let first = o.stderr.lines().next().unwrap_or("").to_owned();
         if receive {
@@ -221,6 +208,23 @@ impl World {
             }
         }
         self.log(format!("{name}[{pid}] exit {} of {}: {}", o.code, proc.0, first));
+    }
+
+    /// Notes a post-receive command's outcome for [`Followup`]s.
+    fn followup_done(&mut self, host: usize, argv: &[String], ok: bool) {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (t, readonly) = match argv[..] {
+            ["zfs", "set", "readonly=on", t] => (t, true),
+            ["zfs", "inherit", "zferry:placeholder", t] => (t, false),
+            _ => return,
+        };
+        let Some(f) = self.followups.get_mut(&(host, t.to_owned())) else { return };
+        match (ok, readonly) {
+            (false, _) => f.lost = true,
+            (true, true) => f.readonly = false,
+            (true, false) => f.unmark = false,
+        }
+        self.followups.retain(|_, f| f.readonly || f.unmark);
     }
 
     pub(crate) fn kill_child(&mut self, pid: Pid, proc: ProcId) {

@@ -153,6 +153,17 @@ pub(crate) enum Ev {
     },
 }
 
+/// What is left to do after a full receive made a new replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Followup {
+    pub readonly: bool,
+    pub unmark: bool,
+    /// The daemon that should do it.
+    pub owner: Pid,
+    /// It will not happen: its command failed or its daemon died.
+    pub lost: bool,
+}
+
 /// What an active job reported, from its log and its printed summary.
 #[derive(Debug, Clone, Default)]
 pub struct JobReport {
@@ -164,6 +175,8 @@ pub struct JobReport {
     pub completed: u32,
     /// Completed cycles that started after faults stopped.
     pub quiet_cycles: u32,
+    /// A cycle after the faults failed on a busy session (`check::PULL_BUSY`).
+    pub busy: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -177,6 +190,9 @@ pub struct Stats {
     pub transfers_failed: u32,
     pub injected: u32,
     pub max_buffered: usize,
+    /// Cycles, counted from the end of the faults, until replication settled
+    /// (the most any job needed).
+    pub cycles_to_converge: u32,
 }
 
 pub struct World {
@@ -202,9 +218,12 @@ pub struct World {
     /// Replicas whose follow-up after their full receive (`set readonly=on`,
     /// `inherit zferry:placeholder` after `-F`) has not succeeded yet:
     /// (host, dataset) -> (readonly pending, placeholder mark pending).
-    pub followups: BTreeMap<(usize, String), (bool, bool)>,
+    pub followups: BTreeMap<(usize, String), Followup>,
     /// Known issues tolerated (see `check::KNOWN_ISSUES`), by name.
     pub known: BTreeMap<&'static str, u32>,
+    /// Per link: after how many of its job's cycles since the faults it
+    /// converged, and whether one of them hit `check::PULL_BUSY`.
+    pub(crate) converged_at: Vec<Option<(u32, bool)>>,
     /// Filesystems the receiver's admin made: (host, path) -> (guid, content).
     pub(crate) foreign: BTreeMap<(usize, String), (u64, u64)>,
     /// Daemons that could not learn the zfs dialect (see `check::DIALECT_STUCK`).
@@ -250,6 +269,7 @@ impl World {
             known: BTreeMap::new(),
             dialect_failed: BTreeSet::new(),
             foreign: BTreeMap::new(),
+            converged_at: Vec::new(),
             strict: std::env::var("ZFERRY_SIM_STRICT").is_ok_and(|v| v == "1"),
             failure: None,
             report_generation: 0,
@@ -293,6 +313,10 @@ impl World {
     }
 
     pub fn setup(&mut self) {
+        self.converged_at = vec![None; self.scenario.links.len()];
+        for h in 0..self.zfs.len() {
+            self.zfs[h].clock = self.host_now(h).wall.0;
+        }
         for host in 0..self.scenario.hosts.len() {
             let spec = self.scenario.hosts[host].clone();
             let rng = &mut self.rng;
@@ -385,9 +409,7 @@ impl World {
             let reported = self.report_generation;
             if self.quiet_since.is_some() && reported != checked_reports {
                 checked_reports = reported;
-                if crate::check::settled(self) {
-                    crate::check::count_known(self);
-                    self.log("converged after the faults stopped".to_owned());
+                if self.settle() {
                     return;
                 }
             }
@@ -399,6 +421,42 @@ impl World {
             "no convergence within {} s after the faults stopped: {why}",
             self.scenario.settle_time().as_secs()
         ));
+    }
+
+    /// Once faults stopped: notes each link's convergence (and after how many
+    /// of its job's cycles); true when every link converged, checked against
+    /// the bound on cycles.
+    fn settle(&mut self) -> bool {
+        let links = self.scenario.links.clone();
+        for (i, link) in links.iter().enumerate() {
+            if self.converged_at[i].is_none() && crate::check::converged_link(self, link).is_ok() {
+                let r = &self.reports[&(link.active_host, link.job.clone())];
+                self.converged_at[i] = Some((r.quiet_cycles, r.busy));
+            }
+        }
+        if self.converged_at.iter().any(Option::is_none) || !crate::check::settled(self) {
+            return false;
+        }
+        crate::check::count_known(self);
+        for (i, link) in links.iter().enumerate() {
+            let (cycles, busy) = self.converged_at[i].expect("all converged");
+            self.stats.cycles_to_converge = self.stats.cycles_to_converge.max(cycles);
+            if cycles <= crate::check::MAX_CYCLES {
+                continue;
+            }
+            if busy && !self.strict {
+                *self.known.entry(crate::check::PULL_BUSY).or_default() += 1;
+                continue;
+            }
+            self.fail(format!(
+                "job {} needed {cycles} cycles after the faults stopped to converge (bound {})",
+                link.job,
+                crate::check::MAX_CYCLES
+            ));
+            return true;
+        }
+        self.log("converged after the faults stopped".to_owned());
+        true
     }
 
     pub(crate) fn handle(&mut self, ev: Ev) {
@@ -572,6 +630,9 @@ impl World {
         for proc in mine {
             self.kill_child(pid, proc);
             self.children.remove(&(pid, proc));
+        }
+        for f in self.followups.values_mut().filter(|f| f.owner == pid) {
+            f.lost = true;
         }
         if p.kind == ProgKind::Daemon {
             self.daemons[p.host] = None;

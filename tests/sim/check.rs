@@ -190,6 +190,39 @@ fn check_replica(
     Ok(())
 }
 
+/// Before zferry destroys a snapshot: it must not be what the next
+/// incremental of any link starts from (DESIGN.md: "pruning never destroys the
+/// version that the next incremental step needs"). On a sender that is the
+/// replica's newest snapshot, unless a bookmark keeps its guid; on a receiver,
+/// a replica's newest snapshot.
+pub fn destroy_is_safe(w: &World, host: usize, argv: &[String]) -> Result<(), String> {
+    let Some((fs, '@', snap)) = argv.last().and_then(|n| crate::zfs::split_version(n)) else {
+        return Ok(());
+    };
+    let Some(guid) = w.zfs[host].datasets.get(fs).and_then(|d| d.snapshot(snap)).map(|s| s.guid)
+    else {
+        return Ok(());
+    };
+    for link in &w.scenario.links {
+        let prefix = format!("{}/", link.receiver_prefix);
+        let (replica, bookmarked) = if link.sender == host {
+            let d = &w.zfs[host].datasets[fs];
+            (format!("{prefix}{fs}"), d.bookmarks.iter().any(|b| b.guid == guid))
+        } else if link.receiver == host && fs.starts_with(&prefix) {
+            (fs.to_owned(), false)
+        } else {
+            continue;
+        };
+        let newest = w.zfs[link.receiver].datasets.get(&replica).and_then(Dataset::newest);
+        if newest.is_some_and(|n| n.guid == guid) && !bookmarked {
+            return Err(format!(
+                "zferry destroys {fs}@{snap}, the base of the next incremental into {replica}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expect {
     /// Nothing to send (the sender has no snapshot).
@@ -423,5 +456,35 @@ pub fn count_known(w: &mut World) {
         .count() as u32;
     if lost > 0 && w.quiet_since.is_some() {
         *w.known.entry(FOLLOWUP_LOST).or_default() += lost;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn destroying_the_next_incrementals_base_is_caught() {
+        let mut w = World::new(1, false);
+        w.setup();
+        let link = w.scenario.links[0].clone();
+        let (s, r) = (link.sender, link.receiver);
+        let mut rng = Rng::new(2);
+        w.zfs[s].snapshot("tank/data", "base", 0, &mut rng).unwrap();
+        let snap = w.zfs[s].datasets["tank/data"].snapshots[0].clone();
+        let replica = format!("{}/tank/data", link.receiver_prefix);
+        for p in [link.receiver_prefix.clone(), format!("{}/tank", link.receiver_prefix)] {
+            let _ = w.zfs[r].create(&p, &[], &mut rng);
+        }
+        w.zfs[r].create(&replica, &[], &mut rng).unwrap();
+        w.zfs[r].datasets.get_mut(&replica).unwrap().snapshots.push(snap);
+        let argv: Vec<String> =
+            ["zfs", "destroy", "tank/data@base"].iter().map(|a| a.to_string()).collect();
+        assert!(destroy_is_safe(&w, s, &argv).is_err(), "the sender's base");
+        let argv_r: Vec<String> = vec!["zfs".into(), "destroy".into(), format!("{replica}@base")];
+        assert!(destroy_is_safe(&w, r, &argv_r).is_err(), "the receiver's base");
+        w.zfs[s].bookmark("tank/data@base", "tank/data#base").unwrap();
+        assert!(destroy_is_safe(&w, s, &argv).is_ok(), "a bookmark keeps the base");
     }
 }

@@ -99,6 +99,11 @@ impl World {
             Work::Done => None,
             Work::Finished(o) => Some(o),
             Work::Oneshot => {
+                if argv.get(1).is_some_and(|s| s == "destroy") {
+                    if let Err(e) = crate::check::destroy_is_safe(self, host, &argv) {
+                        self.fail(e);
+                    }
+                }
                 let o = match self.injected(&argv) {
                     Some(o) => o,
                     None => command::run(&mut self.zfs[host], &argv, wall, &mut self.rng),
@@ -154,7 +159,13 @@ impl World {
                 if recv.done.is_none() && fail_after.is_some_and(|f| fed >= f) {
                     self.stats.injected += 1;
                     let target = argv.last().cloned().unwrap_or_default();
-                    recv.fail_injected(&mut self.zfs[host], format!("cannot receive incremental stream: destination {target} space quota exceeded."));
+                    // ENOSPC, EBUSY and EDQUOT as zfs_standard_error and libzfs word them.
+                    let reason = match self.rng.below(3) {
+                        0 => "out of space".to_owned(),
+                        1 => "dataset is busy".to_owned(),
+                        _ => format!("destination {target} space quota exceeded."),
+                    };
+                    recv.fail_injected(&mut self.zfs[host], &reason);
                 }
                 let c = self.children.get_mut(&(pid, proc)).expect("running");
                 if recv.done.is_none() && c.stdin_eof && c.stdin.is_empty() {

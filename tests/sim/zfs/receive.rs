@@ -345,8 +345,9 @@ impl Receive {
     /// An injected failure in the middle (out of space): like a cut stream,
     /// with the partial state kept under -s (the kernel saves it once the
     /// receive got past its BEGIN checks).
-    pub fn fail_injected(&mut self, zfs: &mut Zfs, message: String) {
+    pub fn fail_injected(&mut self, zfs: &mut Zfs, reason: &str) {
         if self.done.is_none() {
+            let message = format!("{}: {reason}", what(self.current.as_ref().map(|c| &c.begin)));
             self.interrupt(zfs, Some(message));
         }
     }

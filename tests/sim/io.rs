@@ -404,9 +404,11 @@ impl World {
         } else {
             let want = if rng.chance(500) { slot.len() } else { rng.usize(1, slot.len()) };
             let n = want.min(buf.len());
-            for (dst, src) in slot[..n].iter_mut().zip(buf.drain(..n)) {
-                *dst = src;
-            }
+            let (a, b) = buf.as_slices();
+            let k = a.len().min(n);
+            slot[..k].copy_from_slice(&a[..k]);
+            slot[k..n].copy_from_slice(&b[..n - k]);
+            buf.drain(..n);
             n
         };
         let sending = matches!(c.work, Work::Sending { .. });
@@ -448,7 +450,7 @@ impl World {
                 .map(|(k, _)| IoId::Stdin(k.1)),
         );
         for io in ios {
-            let mut slices = [IoSlice::new(&[]); 1024];
+            let mut slices = [IoSlice::new(&[]); 256];
             let n = p.node.io_slices(io, &mut slices);
             let bytes: usize = slices[..n].iter().map(|s| s.len()).sum();
             if bytes > worst.0 {

@@ -401,16 +401,18 @@ pub const FOLLOWUP_LOST: &str = "readonly/placeholder follow-up of a full receiv
 /// stored). Tolerated by an admin who restarts such daemons.
 pub const DIALECT_STUCK: &str = "a failed `zfs version` probe is never retried";
 
-/// Pull: when the local receive refuses a step (say, the target exists and is
-/// not a placeholder), the source's stream of that step is still coming; the
-/// job asks for the next filesystem's versions on the same connection at
-/// once, the session refuses (`UsageError::Busy`) and the whole cycle aborts
-/// ("cannot ask for the versions of X: Some(Err(Busy))"). The filesystems
-/// after the failed one replicate only when timing happens to let the stream
-/// end first, breaking "a failure in one filesystem stops its own subtree and
-/// nothing else". Tolerated by not holding such a job to [`MAX_CYCLES`].
+/// Pull: a step is settled once the local `zfs receive` is done
+/// (`ActiveJob::check_transfer`), but the source's stream of that step may
+/// still be flowing: the receive exits as soon as it read the stream's END
+/// record, before the session has seen the stream end, or the receive refused
+/// the step early. The job then sends its next request (the next step's Send,
+/// or the next filesystem's ListVersions) on the same connection; the session
+/// refuses it ("a request is already in flight", `Some(Err(Busy))`) and the
+/// whole cycle aborts. `Transfer::stream_done` is tracked but never waited
+/// for. Filesystems converge only when timing lets the stream end first.
+/// Tolerated by not holding such a job to [`MAX_CYCLES`].
 pub const PULL_BUSY: &str =
-    "pull: next request while a refused step's stream still flows aborts the cycle";
+    "pull: next request before the last step's stream ended aborts the cycle";
 
 /// (readonly pending, placeholder mark pending) for a replica whose full
 /// receive succeeded: while its follow-up runs, and for good once it was lost

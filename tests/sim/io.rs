@@ -92,7 +92,9 @@ impl World {
                 let Some((job, what)) = rest.split_once(": ") else { return };
                 let quiet = self.quiet_since;
                 let r = self.reports.entry((host, job.to_owned())).or_default();
-                if quiet.is_some() && what.ends_with("Some(Err(Busy))") {
+                let busy = what.ends_with("Some(Err(Busy))")
+                    || what.ends_with("a request is already in flight");
+                if quiet.is_some() && busy {
                     r.busy = true;
                 }
                 if what == "replication cycle starts" {

@@ -41,6 +41,8 @@ struct Run {
     summary: String,
     known: Vec<&'static str>,
     cycles: u32,
+    buffered: usize,
+    events: u64,
 }
 
 fn run_seed(seed: u64, keep_all: bool) -> (Run, World) {
@@ -76,6 +78,8 @@ fn run_seed(seed: u64, keep_all: bool) -> (Run, World) {
         summary,
         known: w.known.keys().copied().collect(),
         cycles: w.stats.cycles_to_converge,
+        buffered: w.stats.max_buffered,
+        events: w.stats.events,
     };
     (run, w)
 }
@@ -148,6 +152,12 @@ fn seeds() {
     if !slow.is_empty() {
         eprintln!("seeds that needed more than 3 cycles: {slow:?}");
     }
+    let buffered = runs.iter().map(|r| r.buffered).max().unwrap_or(0);
+    let events: u64 = runs.iter().map(|r| r.events).sum();
+    eprintln!(
+        "{events} events; most bytes a node buffered for one connection or pipe: {buffered} (bound {})",
+        world::MEMORY_BOUND
+    );
     for (k, n) in &known {
         eprintln!("known issue tolerated in {n} seed(s): {k}");
     }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use zferry_core::node::{ExitStatus, Input, ProcId, ProcessSpec};
 
 use crate::net::Pid;
+use crate::scenario::SECOND;
 use crate::world::{Child, Ev, Followup, Work, World, PIPE};
 use crate::zfs::command::{self, Kind, Outcome};
 use crate::zfs::receive::Receive;
@@ -41,7 +42,10 @@ impl World {
             Ok(Kind::Receive(args)) => {
                 let fail_after = (self.faults && self.rng.chance(self.scenario.command_failures))
                     .then(|| self.rng.below(20_000));
-                Work::Receive { recv: Box::new(Receive::new(args)), fail_after, fed: 0 }
+                // From a slow disk to a fast one: 16 KiB/s to 16 MiB/s.
+                let rate = 1 << self.rng.range(14, 24);
+                let recv = Box::new(Receive::new(args));
+                Work::Receive { recv, fail_after, fed: 0, rate, last: self.now }
             }
             Err(outcome) => Work::Finished(outcome),
         };
@@ -151,11 +155,19 @@ impl World {
                     None
                 }
             }
-            Work::Receive { mut recv, fail_after, mut fed } => {
+            Work::Receive { mut recv, fail_after, mut fed, rate, last } => {
                 let c = self.children.get_mut(&(pid, proc)).expect("running");
-                let before = c.stdin.len();
-                recv.consume(&mut self.zfs[host], &mut c.stdin, &mut self.rng);
-                fed += (before - c.stdin.len()) as u64;
+                // Only what the disk took since the last run; the rest waits
+                // in the pipe, and back-pressure builds up to the sender.
+                let budget = (rate * (self.now - last) / SECOND).max(4096) as usize;
+                let n = budget.min(c.stdin.len());
+                let mut taken: VecDeque<u8> = c.stdin.drain(..n).collect();
+                recv.consume(&mut self.zfs[host], &mut taken, &mut self.rng);
+                fed += (n - taken.len()) as u64;
+                for b in taken.into_iter().rev() {
+                    c.stdin.push_front(b);
+                }
+                let waiting = !c.stdin.is_empty();
                 if recv.done.is_none() && fail_after.is_some_and(|f| fed >= f) {
                     self.stats.injected += 1;
                     let target = argv.last().cloned().unwrap_or_default();
@@ -183,7 +195,11 @@ impl World {
                         Some(o)
                     }
                     None => {
-                        c.work = Work::Receive { recv, fail_after, fed };
+                        c.work = Work::Receive { recv, fail_after, fed, rate, last: self.now };
+                        if waiting {
+                            let delay = (4096 * SECOND / rate).max(1_000_000);
+                            self.schedule_child(pid, proc, delay);
+                        }
                         None
                     }
                 }

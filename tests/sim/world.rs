@@ -58,9 +58,10 @@ pub(crate) const WALL_BASE: i64 = 1_795_000_000;
 /// A pipe's buffer, as on Linux.
 pub(crate) const PIPE: usize = 64 * 1024;
 /// Bytes a node may buffer for one connection or one child's stdin: the
-/// stream window, frames in flight, and control messages. Above it, memory is
-/// not bounded the way the design says.
-pub const MEMORY_BOUND: usize = 4 * zferry_core::limits::MIN_STREAM_WINDOW;
+/// stream window it grants or was granted (the sim announces the smallest),
+/// plus frame headers and control messages. Above it, memory is not bounded
+/// the way the design says (credit, DESIGN.md "The data path").
+pub const MEMORY_BOUND: usize = zferry_core::limits::MIN_STREAM_WINDOW + 32 * 1024;
 /// Linux gives up a connect after about this long without an answer.
 pub(crate) const SYN_TIMEOUT: u64 = 127 * SECOND;
 
@@ -99,6 +100,9 @@ pub(crate) enum Work {
         recv: Box<Receive>,
         fail_after: Option<u64>,
         fed: u64,
+        /// Bytes per second this receive writes, and when it last ran.
+        rate: u64,
+        last: u64,
     },
     Done,
 }
@@ -175,7 +179,8 @@ pub struct JobReport {
     pub completed: u32,
     /// Completed cycles that started after faults stopped.
     pub quiet_cycles: u32,
-    /// A cycle after the faults failed on a busy session (`check::PULL_BUSY`).
+    /// A cycle after the faults failed on a session still busy with the last
+    /// step's stream (`check::PULL_BUSY`).
     pub busy: bool,
 }
 

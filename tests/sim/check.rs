@@ -395,8 +395,10 @@ pub const FOLLOWUP_LOST: &str = "readonly/placeholder follow-up of a full receiv
 
 /// A job whose `zfs version` probe failed once (a spawn failure, a zfs not
 /// ready yet at boot) never probes again: a push or pull cycle then waits for
-/// the dialect forever ("already replicating" to every wakeup), a sink or
-/// source refuses every request, until the daemon restarts
+/// the dialect forever ("already replicating" to every wakeup); a sink or
+/// source defers every later request to a probe that never runs, so clients
+/// get no answer ("no response to zferry.ListFilesystems within 60s"), until
+/// the daemon restarts
 /// (`DialectProbe::start` does nothing once a result, even an error, is
 /// stored). Tolerated by an admin who restarts such daemons.
 pub const DIALECT_STUCK: &str = "a failed `zfs version` probe is never retried";

@@ -3,7 +3,7 @@
 //! and a source), a simulated network and clock, a model ZFS per host, all
 //! driven by one seeded random number generator.
 //!
-//! `cargo test -p zferry-tests --test sim` runs 500 seeds (about 70 s of CPU
+//! `cargo test -p zferry-tests --test sim` runs 500 seeds (about 60 s of CPU
 //! in a debug build, on two threads); `ZFERRY_SIM_SEEDS=N` runs seeds 0..N;
 //! `ZFERRY_SIM_SEED=N` runs seed N alone and prints its whole trace;
 //! `ZFERRY_SIM_THREADS=N` sets the parallelism; `ZFERRY_SIM_STRICT=1` stops

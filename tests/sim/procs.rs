@@ -185,11 +185,15 @@ impl World {
                 }
                 match recv.done.take() {
                     Some(o) => {
-                        if o.code == 0 && recv.created {
-                            let target = argv.last().cloned().unwrap_or_default();
-                            let force = argv.iter().any(|a| a == "-F");
-                            let f =
-                                Followup { readonly: true, unmark: force, owner: pid, lost: false };
+                        let target = argv.last().cloned().unwrap_or_default();
+                        // zferry finishes a replica after a receive that made it
+                        // (readonly=on) and after any receive into a target still
+                        // marked as a placeholder (which it then unmarks).
+                        let marked =
+                            self.zfs[host].fs_prop(&target, "zferry:placeholder").0 == "on";
+                        if o.code == 0 && (recv.created || marked) {
+                            let unmark = marked || argv.iter().any(|a| a == "-F");
+                            let f = Followup { readonly: true, unmark, owner: pid, lost: false };
                             self.followups.insert((host, target), f);
                         }
                         Some(o)

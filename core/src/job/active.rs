@@ -676,7 +676,10 @@ impl ActiveJob {
         result: ProcessResult,
     ) {
         let Some(local_path) = self.local_path(&fs) else { return };
-        if !result.status.success() {
+        // A receiver that does not exist (the sender has no snapshot yet) holds
+        // nothing to prune.
+        let missing = !result.status.success() && zfsops::is_missing_dataset(&result.stderr);
+        if !result.status.success() && !missing {
             let why = format!("cannot list {local_path}: {}", result.stderr.trim());
             return self.prune_failed(ctx, &fs, why);
         }

@@ -289,9 +289,13 @@ fn group_versions(
     let mut out = VersionsByFilesystem::new();
     let mut guids: BTreeMap<(DatasetPath, VersionKind, u64), ()> = BTreeMap::new();
     for (path, (n, version)) in found {
-        // Two snapshots (or two bookmarks) of one filesystem never share a guid;
-        // if the output says they do, matching by guid would be unsafe.
-        if let Entry::Vacant(e) =
+        // Two snapshots of one filesystem never share a guid; if the output says
+        // they do, matching by guid would be unsafe. Bookmarks do share one: every
+        // bookmark of a snapshot carries the snapshot's guid (zferry's push and
+        // pull cursors of one snapshot, for instance).
+        if version.kind != VersionKind::Snapshot {
+            // Nothing to check.
+        } else if let Entry::Vacant(e) =
             guids.entry((path.filesystem().clone(), version.kind, version.guid))
         {
             e.insert(());

@@ -197,6 +197,13 @@ fn version_listing_rejects_garbage() {
         err.problem,
         Problem::DuplicateGuid { guid: 7, kind: "snapshot", filesystem: "p/a".into() }
     );
+    // Several bookmarks of one snapshot share its guid: that is normal.
+    let ok = parse_versions(
+        ListingFormat::Columns,
+        b"p/a@s\t7\t2\t3\np/a#one\t7\t2\t3\np/a#two\t7\t2\t3\n",
+    )
+    .expect("two bookmarks of one snapshot");
+    assert_eq!(ok[&DatasetPath::parse("p/a").unwrap()].len(), 3);
 }
 
 #[test]

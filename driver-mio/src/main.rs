@@ -30,10 +30,12 @@ struct MioDriver;
 /// up on the next loop turn without waiting.
 const READS_PER_TURN: usize = 16;
 const MAX_IOVECS: usize = 64;
-/// How often to check for the exit of a child whose pipes are all closed.
+/// How often to check for the exit of a child whose pipes are all closed. SIGCHLD
+/// normally reaps it first; this is the safety net.
 const REAP_INTERVAL: Duration = Duration::from_millis(2);
 /// Outside the node's handle space (handles are shifted left by two bits).
 const SIGNALS: Token = Token(usize::MAX);
+const CHILD_EXITS: Token = Token(usize::MAX - 1);
 
 fn token(io: IoId) -> Token {
     let (id, kind) = match io {
@@ -148,6 +150,7 @@ struct Loop<A: App> {
     read_again: BTreeSet<IoId>,
     deadline: Option<zferry_core::time::Instant>,
     signals: mio::net::UnixStream,
+    child_exits: mio::net::UnixStream,
 }
 
 impl Driver for MioDriver {
@@ -155,10 +158,13 @@ impl Driver for MioDriver {
         let poll = Poll::new()?;
         let mut signals = mio::net::UnixStream::from_std(zferry_cli::shutdown_signals()?);
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut child_exits = mio::net::UnixStream::from_std(zferry_cli::child_exits()?);
+        poll.registry().register(&mut child_exits, CHILD_EXITS, Interest::READABLE)?;
         let mut lp = Loop {
             node,
             poll,
             signals,
+            child_exits,
             clock,
             report,
             listeners: BTreeMap::new(),
@@ -227,6 +233,11 @@ impl<A: App> Loop<A> {
                     self.input(Input::Shutdown)?;
                     continue;
                 }
+                if event.token() == CHILD_EXITS {
+                    let mut buf = [0u8; 64];
+                    while matches!(self.child_exits.read(&mut buf), Ok(n) if n > 0) {}
+                    continue;
+                }
                 if self.listeners.contains_key(&ListenerId((event.token().0 >> 2) as u64))
                     && event.token().0 & 3 == 0
                 {
@@ -244,9 +255,9 @@ impl<A: App> Loop<A> {
             for io in std::mem::take(&mut self.read_again) {
                 self.read(io)?;
             }
-            if reaping {
-                self.reap()?;
-            }
+            // Every turn, not only on the timer: a child's last pipe closing and its
+            // SIGCHLD each end a turn, and whichever comes second finds it exited.
+            self.reap()?;
             if self.deadline.is_some_and(|d| self.clock.now().mono >= d) {
                 self.input(Input::Timeout)?;
             }

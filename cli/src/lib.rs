@@ -13,7 +13,7 @@ mod signals;
 pub use args::{Cli, Command, ProbeCommand, SignalCommand, TestCommand};
 pub use clock::Clock;
 pub use report::Report;
-pub use signals::shutdown_signals;
+pub use signals::{child_exits, shutdown_signals};
 
 use std::path::Path;
 use std::process::ExitCode;

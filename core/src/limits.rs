@@ -35,7 +35,8 @@ pub const READ_CHUNK: usize = 64 * 1024;
 pub const READS_PER_TURN: usize = 16;
 /// Slices a driver hands to one vectored write.
 pub const MAX_IOVECS: usize = 64;
-/// How often a driver checks whether a child whose pipes are all closed has exited.
+/// How often a driver checks whether a child whose pipes are all closed has exited;
+/// SIGCHLD normally reaps it first, this is the safety net.
 pub const REAP_INTERVAL: Duration = Duration::from_millis(2);
 /// Bytes of control frames (not stream data) a session queues for writing before it
 /// refuses new requests: control traffic is small, so this only trips on a stuck peer.

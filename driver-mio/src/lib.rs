@@ -32,6 +32,9 @@ const SIGNALS: Token = Token(usize::MAX);
 /// Wakes the loop when a name lookup (run on its own thread) has finished.
 const LOOKUPS: Token = Token(usize::MAX - 1);
 
+/// A child exited (SIGCHLD): reap it now rather than at the next tick.
+const CHILD_EXITS: Token = Token(usize::MAX - 2);
+
 /// A finished name lookup for a connection.
 type Lookup = (ConnId, io::Result<Target>);
 
@@ -148,6 +151,7 @@ struct Loop<A: App> {
     read_again: BTreeSet<IoId>,
     deadline: Option<zferry_core::time::Instant>,
     signals: mio::net::UnixStream,
+    child_exits: mio::net::UnixStream,
     /// Connections waiting for a name lookup, and where the lookups report.
     resolving: BTreeSet<ConnId>,
     lookups: (Sender<Lookup>, Receiver<Lookup>),
@@ -160,7 +164,10 @@ impl Driver for MioDriver {
         let mut signals = mio::net::UnixStream::from_std(zferry_cli::shutdown_signals()?);
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), LOOKUPS)?);
+        let mut child_exits = mio::net::UnixStream::from_std(zferry_cli::child_exits()?);
+        poll.registry().register(&mut child_exits, CHILD_EXITS, Interest::READABLE)?;
         let mut lp = Loop {
+            child_exits,
             resolving: BTreeSet::new(),
             lookups: channel(),
             waker,
@@ -244,6 +251,11 @@ impl<A: App> Loop<A> {
                     self.input(Input::Shutdown)?;
                     continue;
                 }
+                if event.token() == CHILD_EXITS {
+                    let mut buf = [0u8; 64];
+                    while matches!(self.child_exits.read(&mut buf), Ok(n) if n > 0) {}
+                    continue;
+                }
                 if self.listeners.contains_key(&ListenerId((event.token().0 >> 2) as u64))
                     && event.token().0 & 3 == 0
                 {
@@ -261,9 +273,9 @@ impl<A: App> Loop<A> {
             for io in std::mem::take(&mut self.read_again) {
                 self.read(io)?;
             }
-            if reaping {
-                self.reap()?;
-            }
+            // Every turn, not only on the timer: a child's last pipe closing and its
+            // SIGCHLD each end a turn, and whichever comes second finds it exited.
+            self.reap()?;
             if self.deadline.is_some_and(|d| self.clock.now().mono >= d) {
                 self.input(Input::Timeout)?;
             }

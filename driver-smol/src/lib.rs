@@ -130,6 +130,8 @@ impl Driver for SmolDriver {
         ex.spawn(timer_task(Rc::downgrade(&state), timer_rx)).detach();
         let signals = Async::new(zferry_cli::shutdown_signals()?)?;
         ex.spawn(signal_task(Rc::downgrade(&state), signals)).detach();
+        let child_exits = Async::new(zferry_cli::child_exits()?)?;
+        ex.spawn(child_exit_task(Rc::downgrade(&state), child_exits)).detach();
         state.borrow_mut().drain();
         let code = smol::block_on(ex.run(async { exit_rx.recv().await }));
         let mut st = state.borrow_mut();
@@ -385,10 +387,30 @@ impl<A: App + 'static> State<A> {
     fn close_pipe(&mut self, io: IoId) {
         self.ios.remove(&io);
         let (IoId::Stdout(proc) | IoId::Stderr(proc)) = io else { return };
-        let open =
-            [IoId::Stdout(proc), IoId::Stderr(proc)].iter().any(|i| self.ios.contains_key(i));
-        if !open {
+        if !self.pipes_open(proc) {
             self.ex.spawn(reap_task(self.me.clone(), proc)).detach();
+        }
+    }
+
+    fn pipes_open(&self, proc: ProcId) -> bool {
+        [IoId::Stdout(proc), IoId::Stderr(proc)].iter().any(|i| self.ios.contains_key(i))
+    }
+
+    /// Reports the exit of `proc` if it has exited; false while it runs (or is gone).
+    fn try_reap(&mut self, proc: ProcId) -> bool {
+        let Some(child) = self.children.get_mut(&proc) else { return false };
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.children.remove(&proc);
+                self.ios.remove(&IoId::Stdin(proc));
+                self.input(Input::Exited { proc, status: process::exit_status(status) });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.fatal(e);
+                false
+            }
         }
     }
 }
@@ -502,19 +524,33 @@ async fn reap_task<A: App + 'static>(state: Weak<RefCell<State<A>>>, proc: ProcI
         {
             let Some(state) = state.upgrade() else { return };
             let mut st = state.borrow_mut();
-            let Some(child) = st.children.get_mut(&proc) else { return };
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    st.children.remove(&proc);
-                    st.ios.remove(&IoId::Stdin(proc));
-                    st.input(Input::Exited { proc, status: process::exit_status(status) });
-                    return;
-                }
-                Ok(None) => {}
-                Err(e) => return st.fatal(e),
+            if !st.children.contains_key(&proc) || st.try_reap(proc) || st.failure.is_some() {
+                return;
             }
         }
         Timer::after(REAP_INTERVAL).await;
+    }
+}
+
+/// On every SIGCHLD, reaps the children whose pipes are closed: a child whose
+/// pipes closed before it had quite exited is reported now, not at the next tick.
+async fn child_exit_task<A: App + 'static>(
+    state: Weak<RefCell<State<A>>>,
+    exits: Async<UnixStream>,
+) {
+    loop {
+        if exits.readable().await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        while matches!(exits.get_ref().read(&mut buf), Ok(n) if n > 0) {}
+        let Some(state) = state.upgrade() else { return };
+        let mut st = state.borrow_mut();
+        let done: Vec<ProcId> =
+            st.children.keys().copied().filter(|p| !st.pipes_open(*p)).collect();
+        for proc in done {
+            st.try_reap(proc);
+        }
     }
 }
 

@@ -71,8 +71,14 @@ impl ZfsEnv {
 
     /// A fresh pool on a sparse file; destroyed, with its file, when dropped.
     pub fn pool(&self, tag: &str) -> Pool {
+        self.pool_prefixed("zft", tag)
+    }
+
+    /// [`ZfsEnv::pool`] under another name prefix: benches use their own, so that
+    /// clearing a crashed test run's leftover `zft*` pools never hits a running bench.
+    pub fn pool_prefixed(&self, prefix: &str, tag: &str) -> Pool {
         let n = POOLS.fetch_add(1, Ordering::SeqCst);
-        let name = format!("zft{}{tag}{n}", std::process::id());
+        let name = format!("{prefix}{}{tag}{n}", std::process::id());
         let file = self.vdev_dir.join(format!("{name}.img"));
         let mountpoint = self.vdev_dir.join(format!("{name}.mnt"));
         must("truncate", &["-s", "256M", file.to_str().unwrap()]);
@@ -155,7 +161,16 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let r = run("zpool", &["destroy", "-f", &self.name]);
+        // zfs-fuse answers "pool is busy" for a few seconds after a receive, even to
+        // `destroy -f`; it goes through once the daemon has settled.
+        let mut r = run("zpool", &["destroy", "-f", &self.name]);
+        for _ in 0..10 {
+            if r.ok || !r.stderr.contains("busy") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            r = run("zpool", &["destroy", "-f", &self.name]);
+        }
         if !r.ok {
             eprintln!("warning: could not destroy test pool {}: {}", self.name, r.stderr.trim());
         }

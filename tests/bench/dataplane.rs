@@ -12,7 +12,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Instant;
 
@@ -138,7 +138,7 @@ fn bench() -> Result<()> {
         Err(_) => 4.0,
     };
     let bytes = (gib * GIB) as u64;
-    let dir = bin_dir()?;
+    let dir = zferry_tests::release_bin_dir()?;
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let me = me.to_string_lossy().into_owned();
     let timed = Path::new(TIME).is_file();
@@ -209,27 +209,6 @@ fn bench() -> Result<()> {
         "CPU: user+sys of both relays and their source/sink; all figures from the fastest run"
     );
     Ok(())
-}
-
-/// `$ZFERRY_BIN_DIR`, else `target/release` above this bench (`target/release/deps/`).
-fn bin_dir() -> Result<PathBuf> {
-    let dir = match std::env::var_os("ZFERRY_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            exe.ancestors().nth(2).ok_or("no target dir above the bench")?.to_path_buf()
-        }
-    };
-    for name in ["zferry", "zferry-smol"] {
-        if !dir.join(name).is_file() {
-            return Err(format!(
-                "{} missing: run `cargo build --release --workspace --bins` first \
-                 (cargo bench does not build other packages' binaries), or set ZFERRY_BIN_DIR",
-                dir.join(name).display()
-            ));
-        }
-    }
-    Ok(dir)
 }
 
 /// Spawns `argv` with stderr piped, under GNU time when available (`-o` keeps its

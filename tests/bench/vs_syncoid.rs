@@ -98,7 +98,7 @@ fn bench() -> Result<()> {
     };
     let count = env_number("ZFERRY_BENCH_SNAPSHOTS", 200)?;
     let runs = env_number("ZFERRY_BENCH_RUNS", 3)?;
-    let bins = bin_dir()?;
+    let bins = zferry_tests::release_bin_dir()?;
     let dir = std::env::temp_dir().join(format!("zferry-vs-syncoid-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
@@ -345,27 +345,6 @@ fn env_number(name: &str, default: usize) -> Result<usize> {
         Ok(v) => v.parse().ok().filter(|n| *n > 0).ok_or(format!("bad {name}: {v:?}")),
         Err(_) => Ok(default),
     }
-}
-
-/// `$ZFERRY_BIN_DIR`, else `target/release` above this bench (`target/release/deps/`).
-fn bin_dir() -> Result<PathBuf> {
-    let dir = match std::env::var_os("ZFERRY_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            exe.ancestors().nth(2).ok_or("no target dir above the bench")?.to_path_buf()
-        }
-    };
-    for name in ["zferry", "zferry-smol"] {
-        if !dir.join(name).is_file() {
-            return Err(format!(
-                "{} missing: run `cargo build --release --workspace --bins` first \
-                 (cargo bench does not build other packages' binaries), or set ZFERRY_BIN_DIR",
-                dir.join(name).display()
-            ));
-        }
-    }
-    Ok(dir)
 }
 
 struct RemoveDir(PathBuf);

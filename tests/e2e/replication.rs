@@ -106,6 +106,27 @@ fn push_config(dir: &Dir, address: &str, rules: &[(&str, bool)]) -> String {
     dir.file("push.yml", &text)
 }
 
+/// A source job `src` on loopback serving `fs` to the client "puller".
+fn source_config(dir: &Dir, fs: &str) -> String {
+    let text = format!(
+        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{fs}\": true\n    snapshotting:\n      type: manual\n",
+        dir.path("source.sock"),
+    );
+    dir.file("source.yml", &text)
+}
+
+/// A pull job `pull` from `addr` into `root_fs`; `extra` is YAML for the job
+/// (indented four spaces), and must include its `pruning`.
+fn pull_config(dir: &Dir, addr: &str, root_fs: &str, extra: &str) -> String {
+    let text = format!(
+        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {root_fs}\n    interval: manual\n{extra}",
+        dir.path("pull.sock"),
+    );
+    dir.file("pull.yml", &text)
+}
+
+const INITIAL_ALL: &str = "    conflict_resolution:\n      initial_replication: all\n";
+
 /// Starts a daemon and returns it with the address its job listens on.
 fn daemon(bin: Binary, config: &str, label: &str) -> (Child, String) {
     let mut cmd = bin.command();
@@ -459,19 +480,10 @@ fn pull_from_a_source_daemon() {
         let dst = env.pool("d");
         dst.create("pulled");
         let dir = Dir::new(&format!("pull-{}-{}", sender.name(), receiver.name()));
-        let source_cfg = format!(
-            "global:\n  control:\n    sockpath: {}\njobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{}\": true\n    snapshotting:\n      type: manual\n",
-            dir.path("source.sock"),
-            src.path("data<")
-        );
-        let source_cfg = dir.file("source.yml", &source_cfg);
+        let source_cfg = source_config(&dir, &src.path("data<"));
         let (mut sourced, addr) = daemon(sender, &source_cfg, "source");
-        let pull_cfg = format!(
-            "global:\n  control:\n    sockpath: {}\njobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n    conflict_resolution:\n      initial_replication: all\n{PRUNING}",
-            dir.path("pull.sock"),
-            dst.path("pulled")
-        );
-        let pull_cfg = dir.file("pull.yml", &pull_cfg);
+        let pull_cfg =
+            pull_config(&dir, &addr, &dst.path("pulled"), &format!("{INITIAL_ALL}{PRUNING}"));
         let (code, out) = run_job(receiver, &pull_cfg, "pull");
         assert_eq!(code, 0, "{out}");
         let target = format!("pulled/{}", src.path("data"));
@@ -582,18 +594,9 @@ fn interrupted_receives_are_resumed_push_and_pull() {
     let pull_target = format!("pulled/{big}");
     dst.create(&format!("pulled/{}", src.name));
     interrupted_receive(&format!("{big}@s1"), &dst.path(&pull_target), 3 << 20);
-    let source_cfg = format!(
-        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{big}\": true\n    snapshotting:\n      type: manual\n",
-        dir.path("source.sock"),
-    );
-    let source_cfg = dir.file("source.yml", &source_cfg);
+    let source_cfg = source_config(&dir, &big);
     let (mut sourced, addr) = daemon(Binary::Smol, &source_cfg, "source");
-    let pull_cfg = format!(
-        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n{PRUNING}",
-        dir.path("pull.sock"),
-        dst.path("pulled")
-    );
-    let pull_cfg = dir.file("pull.yml", &pull_cfg);
+    let pull_cfg = pull_config(&dir, &addr, &dst.path("pulled"), PRUNING);
     let (code, out) = run_job(Binary::Smol, &pull_cfg, "pull");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("partial receive of @s1: resuming it"), "{out}");
@@ -705,20 +708,14 @@ fn pull_prunes_the_source_through_the_source() {
     dst.create("pulled");
     let dir = Dir::new("pull-prune");
     let data = src.path("data");
-    let source_cfg = format!(
-        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{data}\": true\n    snapshotting:\n      type: manual\n",
-        dir.path("source.sock"),
-    );
-    let source_cfg = dir.file("source.yml", &source_cfg);
+    let source_cfg = source_config(&dir, &data);
     let (mut sourced, addr) = daemon(Binary::Mio, &source_cfg, "source");
-    let pull_cfg = format!(
-        "global:\n  control:\n    sockpath: {}\njobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n    conflict_resolution:\n      initial_replication: all\n    pruning:\n      keep_sender:\n{}      keep_receiver:\n{}",
-        dir.path("pull.sock"),
-        dst.path("pulled"),
+    let pull_rules = format!(
+        "{INITIAL_ALL}    pruning:\n      keep_sender:\n{}      keep_receiver:\n{}",
         last_n(1),
-        last_n(2),
+        last_n(2)
     );
-    let pull_cfg = dir.file("pull.yml", &pull_cfg);
+    let pull_cfg = pull_config(&dir, &addr, &dst.path("pulled"), &pull_rules);
     let (code, out) = run_job(Binary::Smol, &pull_cfg, "pull");
     assert_eq!(code, 0, "{out}");
     let target = format!("pulled/{data}");
@@ -905,16 +902,9 @@ fn the_source_keeps_a_cursor_for_its_puller() {
     dst.create("pulled");
     let dir = Dir::new("pull-cursor");
     let data = src.path("data");
-    let source_cfg = format!(
-        "jobs:\n  - name: src\n    type: source\n    serve:\n      type: tcp\n      listen: \"127.0.0.1:0\"\n      clients:\n        \"127.0.0.1\": \"puller\"\n    filesystems:\n      \"{data}\": true\n    snapshotting:\n      type: manual\n",
-    );
-    let source_cfg = dir.file("source.yml", &source_cfg);
+    let source_cfg = source_config(&dir, &data);
     let (mut sourced, addr) = daemon(Binary::Smol, &source_cfg, "source");
-    let pull_cfg = format!(
-        "jobs:\n  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{addr}\"\n    root_fs: {}\n    interval: manual\n{PRUNING}",
-        dst.path("pulled")
-    );
-    let pull_cfg = dir.file("pull.yml", &pull_cfg);
+    let pull_cfg = pull_config(&dir, &addr, &dst.path("pulled"), PRUNING);
     let cursor_of = |snap: &str| {
         let guid: u64 = src.guid("data", snap).parse().unwrap();
         format!("{data}#zferry_cursor_G{guid:016x}_J_src_puller")

@@ -195,3 +195,32 @@ fn a_seed_replays_bit_for_bit() {
     );
     assert_eq!(a.failure, b.failure);
 }
+
+/// A transfer that runs longer than the progress interval (slow simulated
+/// disks) reports its bytes and rate in the log while it runs, every 5 s of
+/// (simulated) time, never more often.
+#[test]
+fn long_transfers_log_their_progress() {
+    let mut seen = 0;
+    for seed in 0..40 {
+        let (_, w) = run_seed(seed, true);
+        // "12.345s host[pid] Info: job push: fs: step i/n: X MiB so far, Y MiB/s"
+        let mut last: std::collections::BTreeMap<String, f64> = Default::default();
+        let lines = w.trace.all().expect("a full trace (keep_all)");
+        for line in lines.iter().filter(|l| l.contains(" MiB so far, ")) {
+            let at: f64 = line.trim().split('s').next().and_then(|t| t.parse().ok()).expect("time");
+            // The host, the job and the filesystem's step: one transfer.
+            let key = line.trim().split_once(' ').map_or("", |(_, k)| k);
+            let key = key.split(": step ").next().unwrap_or_default().to_owned();
+            assert!(line.trim_end().ends_with(" MiB/s"), "{line}");
+            if let Some(prev) = last.insert(key, at) {
+                assert!(at - prev >= 4.99, "progress more often than every 5 s: {line}");
+            }
+            seen += 1;
+        }
+        if seen >= 3 {
+            return;
+        }
+    }
+    panic!("no seed of 40 logged the progress of a long transfer ({seen} lines)");
+}

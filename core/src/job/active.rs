@@ -22,7 +22,7 @@ mod prune_phase;
 use crate::control::{JobStatus, Progress, PruneSummary, RunSummary};
 use crate::node::{ConnId, Endpoint, Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::plan::filter::FilesystemFilter;
-use crate::plan::steps::{plan, Plan, ReplicationPolicy, ResumeInfo, Step, StepKind};
+use crate::plan::steps::{plan, Plan, ReplicationPolicy, ResumeInfo, Step, StepKind, StepMode};
 use crate::rpc::SessionEvent;
 use crate::time::Instant;
 use crate::zfs::{DatasetPath, Dialect, FilesystemVersion};
@@ -667,7 +667,14 @@ impl ActiveJob {
     ) {
         let Some(cycle) = &mut self.cycle else { return };
         let Some(fs) = cycle.current.clone() else { return };
-        let planned = plan(&cycle.sender_versions, &receiver, resume.as_ref(), &self.spec.policy);
+        // One step per snapshot exists to keep each step resumable; a ZFS that
+        // cannot resume gains nothing from it and pays a send, a receive and a
+        // listing per snapshot, so it gets `-I` packages instead.
+        let mut policy = self.spec.policy.clone();
+        if !self.dialect.get().is_some_and(|d| d.capabilities().resumable) {
+            policy.mode = StepMode::Batched;
+        }
+        let planned = plan(&cycle.sender_versions, &receiver, resume.as_ref(), &policy);
         match planned {
             Err(e) => self.fail_filesystem(ctx, e.to_string()),
             Ok(Plan::Idle(idle)) => {

@@ -63,7 +63,10 @@ impl Tool {
     fn label(self) -> String {
         let shape = |batched| if batched { "full + one -I" } else { "one -i per snapshot" };
         match self {
-            Tool::Zferry { bin, batched } => format!("{bin} ({})", shape(batched)),
+            // zferry chooses the shape itself by protection level and dialect:
+            // the label names the configuration, not the shape.
+            Tool::Zferry { bin, batched: false } => format!("{bin} (default protection)"),
+            Tool::Zferry { bin, batched: true } => format!("{bin} (guarantee_incremental)"),
             Tool::Syncoid => format!("syncoid ({})", shape(true)),
             Tool::Floor { batched } => format!("zfs send|recv ({})", shape(batched)),
         }

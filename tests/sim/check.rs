@@ -80,7 +80,8 @@ pub fn invariants(w: &World) -> Result<(), String> {
                     ds.snapshots.iter().map(|s| &s.name).collect::<Vec<_>>()
                 ));
             }
-            check_replica(hist, sender, name, &sender_path, path, ds)?;
+            let pruned = |guid: u64| w.pruned.contains(&(link.receiver, path.clone(), guid));
+            check_replica(hist, sender, name, &sender_path, path, ds, &pruned)?;
         }
     }
     for ((host, path), (guid, content)) in &w.foreign {
@@ -125,6 +126,7 @@ fn check_replica(
     sender_path: &str,
     path: &str,
     ds: &Dataset,
+    pruned: &dyn Fn(u64) -> bool,
 ) -> Result<(), String> {
     if let Some(p) = &ds.partial {
         match hist.by_guid.get(&p.to_guid) {
@@ -180,7 +182,11 @@ fn check_replica(
     };
     for s in &live.snapshots {
         let pos = hist.by_guid.get(&s.guid).map(|x| x.2).unwrap_or(0);
-        if pos > *first && pos < *last && !ds.snapshots.iter().any(|r| r.guid == s.guid) {
+        if pos > *first
+            && pos < *last
+            && !ds.snapshots.iter().any(|r| r.guid == s.guid)
+            && !pruned(s.guid)
+        {
             return Err(format!(
                 "{path} lacks {sender_path}@{}, which the sender has between snapshots it received",
                 s.name
@@ -196,9 +202,16 @@ fn check_replica(
 /// replica's newest snapshot, unless a bookmark keeps its guid; on a receiver,
 /// a replica's newest snapshot.
 pub fn destroy_is_safe(w: &World, host: usize, argv: &[String]) -> Result<(), String> {
-    let Some((fs, '@', snap)) = argv.last().and_then(|n| crate::zfs::split_version(n)) else {
+    let Some((fs, '@', list)) = argv.last().and_then(|n| crate::zfs::split_version(n)) else {
         return Ok(());
     };
+    for snap in list.split(',') {
+        destroy_one_is_safe(w, host, fs, snap)?;
+    }
+    Ok(())
+}
+
+fn destroy_one_is_safe(w: &World, host: usize, fs: &str, snap: &str) -> Result<(), String> {
     let Some(guid) = w.zfs[host].datasets.get(fs).and_then(|d| d.snapshot(snap)).map(|s| s.guid)
     else {
         return Ok(());

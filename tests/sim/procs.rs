@@ -107,6 +107,7 @@ impl World {
                     if let Err(e) = crate::check::destroy_is_safe(self, host, &argv) {
                         self.fail(e);
                     }
+                    self.note_pruned(host, &argv);
                 }
                 let o = match self.injected(&argv) {
                     Some(o) => o,
@@ -239,6 +240,17 @@ impl World {
             }
         }
         self.log(format!("{name}[{pid}] exit {} of {}: {}", o.code, proc.0, first));
+    }
+
+    /// Remembers the snapshots a `zfs destroy` of zferry's names (before it runs).
+    fn note_pruned(&mut self, host: usize, argv: &[String]) {
+        let Some((fs, list)) = argv.last().and_then(|n| n.split_once('@')) else { return };
+        let Some(ds) = self.zfs[host].datasets.get(fs) else { return };
+        for short in list.split(',') {
+            if let Some(s) = ds.snapshot(short) {
+                self.pruned.insert((host, fs.to_owned(), s.guid));
+            }
+        }
     }
 
     /// Notes a post-receive command's outcome for [`Followup`]s.

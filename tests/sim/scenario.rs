@@ -74,7 +74,29 @@ pub const PULL_ROOT: &str = "backup/pull";
 /// A filesystem outside every receive root: zferry must never touch it.
 pub const BYSTANDER: &str = "backup/other";
 
-const PRUNING: &str = "    pruning:\n      keep_sender:\n        - type: last_n\n          count: 100\n      keep_receiver:\n        - type: last_n\n          count: 100\n";
+/// Keep rules drawn per job: mostly tight ones, so pruning runs often and the
+/// protection of the incremental base is exercised.
+///
+/// `shared`: two jobs send the same filesystems (a push and a source). Each
+/// prunes the sender by its own receiver's state, so tight sender rules could
+/// destroy the other's incremental base (zferry warns about such configs);
+/// their sender rules stay loose.
+fn pruning(rng: &mut Rng, shared: bool) -> String {
+    let last_n = |n: u32| format!("        - type: last_n\n          count: {n}\n");
+    let sender = match rng.below(4) {
+        _ if shared => last_n(100),
+        0 => last_n(100),
+        1 => last_n(1),
+        2 => last_n(3),
+        _ => format!("        - type: not_replicated\n{}", last_n(1)),
+    };
+    let receiver = match rng.below(3) {
+        0 => last_n(100),
+        1 => last_n(1),
+        _ => last_n(2),
+    };
+    format!("    pruning:\n      keep_sender:\n{sender}      keep_receiver:\n{receiver}")
+}
 
 fn filters(rules: &[(String, bool)]) -> String {
     rules.iter().map(|(p, b)| format!("      \"{p}\": {b}\n")).collect()
@@ -93,11 +115,12 @@ fn global(sock: &str) -> String {
     format!("global:\n  control:\n    sockpath: {sock}\njobs:\n")
 }
 
-fn push_job(address: &str, rules: &[(String, bool)], rng: &mut Rng) -> String {
+fn push_job(address: &str, rules: &[(String, bool)], shared: bool, rng: &mut Rng) -> String {
     format!(
-        "  - name: push\n    type: push\n    connect:\n      type: tcp\n      address: \"{address}\"\n    filesystems:\n{}    snapshotting:\n      type: manual\n{}{PRUNING}",
+        "  - name: push\n    type: push\n    connect:\n      type: tcp\n      address: \"{address}\"\n    filesystems:\n{}    snapshotting:\n      type: manual\n{}{}",
         filters(rules),
         policy(rng),
+        pruning(rng, shared),
     )
 }
 
@@ -112,10 +135,11 @@ fn source_job(rules: &[(String, bool)]) -> String {
     )
 }
 
-fn pull_job(address: &str, interval: u64, rng: &mut Rng) -> String {
+fn pull_job(address: &str, interval: u64, shared: bool, rng: &mut Rng) -> String {
     format!(
-        "  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{address}\"\n    root_fs: {PULL_ROOT}\n    interval: {interval}s\n{}{PRUNING}",
-        policy(rng)
+        "  - name: pull\n    type: pull\n    connect:\n      type: tcp\n      address: \"{address}\"\n    root_fs: {PULL_ROOT}\n    interval: {interval}s\n{}{}",
+        policy(rng),
+        pruning(rng, shared),
     )
 }
 
@@ -149,7 +173,7 @@ impl Scenario {
         }
         let interval = rng.range(20, 120);
         if pull {
-            receiver_yaml.push_str(&pull_job("10.0.0.2:8889", interval, rng));
+            receiver_yaml.push_str(&pull_job("10.0.0.2:8889", interval, pushers > 0, rng));
         }
         hosts.push(HostSpec {
             name: "backup".into(),
@@ -166,7 +190,7 @@ impl Scenario {
             let mut yaml = global(&sock);
             let host = hosts.len();
             if i < pushers {
-                yaml.push_str(&push_job("10.0.0.1:8888", &rules, rng));
+                yaml.push_str(&push_job("10.0.0.1:8888", &rules, pull, rng));
                 links.push(Link {
                     direction: Direction::Push,
                     sender: host,

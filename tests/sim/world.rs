@@ -224,6 +224,9 @@ pub struct World {
     /// `inherit zferry:placeholder` after `-F`) has not succeeded yet:
     /// (host, dataset) -> (readonly pending, placeholder mark pending).
     pub followups: BTreeMap<(usize, String), Followup>,
+    /// Snapshots zferry destroyed (its pruning), by host and dataset: a gap they
+    /// leave in a replica's history is no replication error.
+    pub pruned: std::collections::BTreeSet<(usize, String, u64)>,
     /// Known issues tolerated (see `check::KNOWN_ISSUES`), by name.
     pub known: BTreeMap<&'static str, u32>,
     /// Per link: after how many of its job's cycles since the faults it
@@ -271,6 +274,7 @@ impl World {
             snap_counter: BTreeMap::new(),
             stats: Stats::default(),
             followups: BTreeMap::new(),
+            pruned: Default::default(),
             known: BTreeMap::new(),
             dialect_failed: BTreeSet::new(),
             foreign: BTreeMap::new(),

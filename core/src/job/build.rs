@@ -176,6 +176,44 @@ fn prune_spec(
     })
 }
 
+/// Jobs that send the same filesystems (a push and a source, two pushes):
+/// each prunes the sender by its own receiver's state, so one's rules can
+/// destroy the other's incremental base. Cursor bookmarks (OpenZFS) cover most
+/// of it, not all (a cycle cut between a receive and its cursor), and zfs-fuse
+/// has none: such configs are allowed, with a warning.
+fn overlap_warnings(config: &Config) -> Vec<String> {
+    let senders: Vec<(&str, Vec<&str>)> = config
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            let rules = match &j.kind {
+                JobKind::Push(p) => &p.filesystems,
+                JobKind::Source(s) => &s.filesystems,
+                _ => return None,
+            };
+            let roots = rules.iter().filter(|(_, inc)| **inc).map(|(p, _)| p.trim_end_matches('<'));
+            Some((j.name.as_str(), roots.collect()))
+        })
+        .collect();
+    let nested = |a: &str, b: &str| {
+        a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+    };
+    let mut out = Vec::new();
+    for (i, (a, ra)) in senders.iter().enumerate() {
+        for (b, rb) in &senders[i + 1..] {
+            if let Some(fs) = ra.iter().find(|x| rb.iter().any(|y| nested(x, y))) {
+                out.push(format!(
+                    "jobs {a:?} and {b:?} both send filesystems at or around {fs}: each prunes the \
+                     sender by its own receiver, and can destroy the snapshot the other needs for \
+                     its next incremental; keep keep_sender loose on both (or give the \
+                     filesystems to one job)"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// One step at a time: more concurrency is accepted, and said to be unused.
 fn concurrency_warning(job: &str, replication: &config::Replication) -> Option<String> {
     (replication.concurrency_steps > 1).then(|| {
@@ -299,6 +337,7 @@ pub fn build_jobs(config: &Config) -> Result<Built, String> {
             }
         }
     }
+    warnings.extend(overlap_warnings(config));
     Ok((jobs, warnings))
 }
 
@@ -311,6 +350,19 @@ mod tests {
     }
 
     const PUSH: &str = "jobs:\n  - name: p\n    type: push\n    connect:\n      type: tcp\n      address: \"h:1\"\n    filesystems:\n      \"tank/a<\": true\n    snapshotting:\n      type: manual\n    pruning:\n      keep_sender: []\n      keep_receiver: []\n";
+
+    #[test]
+    fn two_jobs_sending_the_same_filesystems_are_warned_about() {
+        let source = "  - name: s\n    type: source\n    serve:\n      type: tcp\n      listen: \":1\"\n      clients: {}\n    filesystems:\n      \"tank/a/b\": true\n    snapshotting:\n      type: manual\n";
+        let (_, warnings) = build(&format!("{PUSH}{source}")).unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("jobs \"p\" and \"s\" both send")),
+            "{warnings:?}"
+        );
+        let elsewhere = source.replace("tank/a/b", "tank/c");
+        let (_, warnings) = build(&format!("{PUSH}{elsewhere}")).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
 
     #[test]
     fn what_runs_and_what_is_refused() {

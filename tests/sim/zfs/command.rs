@@ -223,10 +223,23 @@ pub fn run(zfs: &mut Zfs, argv: &[String], wall: i64, rng: &mut Rng) -> Outcome 
                     "zferry never destroys filesystems: the model refuses".to_owned(),
                 );
             }
-            if fuse && name.contains('#') {
+            if fuse && name.contains(['#', ',']) {
                 return Outcome::fail(1, format!("cannot open '{name}': invalid dataset name"));
             }
-            status(zfs.destroy_version(name))
+            // OpenZFS: `fs@a,b,c` destroys each; what it can, reporting the first failure.
+            match name.split_once('@') {
+                Some((fs, list)) if list.contains(',') => {
+                    let mut result = Ok(());
+                    for short in list.split(',') {
+                        let r = zfs.destroy_version(&format!("{fs}@{short}"));
+                        if result.is_ok() {
+                            result = r;
+                        }
+                    }
+                    status(result)
+                }
+                _ => status(zfs.destroy_version(name)),
+            }
         }
         "bookmark" if !fuse => {
             let [snap, mark] = args else { return usage(flavor, "wrong number of arguments") };

@@ -88,7 +88,7 @@ jobs:
     pruning:
       keep_sender:
         - type: last_n
-          count: 10
+          count: 2
       keep_receiver:
         - type: last_n
           count: 10
@@ -103,8 +103,13 @@ zfs snapshot "$src/home/alice@tuesday"
 echo "final" >> "$work/$src.mnt/home/alice/notes.txt"
 zfs snapshot "$src/home/alice@wednesday"
 
-say "second replication: incrementals"
+say "what pruning would do now (keep_sender: last_n 2; nothing is destroyed)"
+"$bin" prune --dry-run --config "$work/push.yml" laptop_to_server
+
+say "second replication: incrementals, then pruning (the laptop keeps its last 2)"
 "$bin" run --config "$work/push.yml" laptop_to_server
+echo "the laptop's snapshots now:"
+zfs list -r -t snapshot -o name "$src/home"
 
 say "what the backup server holds"
 zfs list -r -t all -o name,used,readonly,mounted "$dst/backups"

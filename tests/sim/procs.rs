@@ -113,6 +113,9 @@ impl World {
                     Some(o) => o,
                     None => command::run(&mut self.zfs[host], &argv, wall, &mut self.rng),
                 };
+                if o.code == 0 && argv.get(1).is_some_and(|s| s == "snapshot") {
+                    self.note_snapshots(host, &argv[2..]);
+                }
                 Some(o)
             }
             Work::SendPending(args) => match command::plan_send(&self.zfs[host], &args) {
@@ -240,6 +243,20 @@ impl World {
             }
         }
         self.log(format!("{name}[{pid}] exit {} of {}: {}", o.code, proc.0, first));
+    }
+
+    /// zferry's own snapshots (its snapshot schedule) enter the sender's history
+    /// as the workload's do.
+    fn note_snapshots(&mut self, host: usize, names: &[String]) {
+        for name in names {
+            let Some((fs, short)) = name.split_once('@') else { continue };
+            let Some(ds) = self.zfs[host].datasets.get(fs) else { continue };
+            if let Some(snap) = ds.snapshot(short).cloned() {
+                let fs_guid = ds.guid;
+                self.stats.snapshots += 1;
+                self.history[host].snapshot(fs, fs_guid, &snap);
+            }
+        }
     }
 
     /// Remembers the snapshots a `zfs destroy` of zferry's names (before it runs).

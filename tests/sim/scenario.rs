@@ -117,11 +117,23 @@ fn global(sock: &str) -> String {
 
 fn push_job(address: &str, rules: &[(String, bool)], shared: bool, rng: &mut Rng) -> String {
     format!(
-        "  - name: push\n    type: push\n    connect:\n      type: tcp\n      address: \"{address}\"\n    filesystems:\n{}    snapshotting:\n      type: manual\n{}{}",
+        "  - name: push\n    type: push\n    connect:\n      type: tcp\n      address: \"{address}\"\n    filesystems:\n{}    snapshotting:\n      type: {}\n{}{}",
         filters(rules),
+        snapshotting(rng),
         policy(rng),
         pruning(rng, shared),
     )
+}
+
+/// A third of the pushers take their own snapshots on a schedule (zferry's
+/// snapshotter, one round then a cycle); the rest rely on the workload's.
+fn snapshotting(rng: &mut Rng) -> String {
+    if rng.chance(333) {
+        let every = rng.range(30, 90);
+        format!("periodic\n      prefix: zf_\n      interval: {every}s")
+    } else {
+        "manual".to_owned()
+    }
 }
 
 fn sink_job() -> String {

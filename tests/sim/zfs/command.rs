@@ -201,7 +201,9 @@ pub fn run(zfs: &mut Zfs, argv: &[String], wall: i64, rng: &mut Rng) -> Outcome 
             status(zfs.inherit_prop(ds, prop))
         }
         "snapshot" => {
-            let mut out = Outcome::ok(Vec::new());
+            // Several names are one atomic operation in OpenZFS: if any of them
+            // cannot be made (it exists, its filesystem is gone), none is.
+            let mut names = Vec::new();
             for name in args {
                 let Some((fs, '@', snap)) = split_version(name) else {
                     return Outcome::fail(
@@ -209,6 +211,24 @@ pub fn run(zfs: &mut Zfs, argv: &[String], wall: i64, rng: &mut Rng) -> Outcome 
                         format!("cannot create snapshot '{name}': invalid name"),
                     );
                 };
+                match zfs.datasets.get(fs) {
+                    None => {
+                        return Outcome::fail(
+                            1,
+                            format!("cannot open '{fs}': dataset does not exist"),
+                        )
+                    }
+                    Some(d) if d.snapshot(snap).is_some() => {
+                        return Outcome::fail(
+                            1,
+                            format!("cannot create snapshot '{name}': dataset already exists"),
+                        )
+                    }
+                    Some(_) => names.push((fs, snap)),
+                }
+            }
+            let mut out = Outcome::ok(Vec::new());
+            for (fs, snap) in names {
                 if let Err(e) = zfs.snapshot(fs, snap, wall, rng) {
                     out = Outcome::fail(1, e);
                 }

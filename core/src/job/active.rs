@@ -1164,15 +1164,10 @@ impl Job for ActiveJob {
         if self.next_run.is_some_and(|t| t <= now) && self.cycle.is_none() && !self.stopping {
             self.start_cycle(ctx, CycleKind::Replicate);
         }
-        if self.snapper.as_ref().and_then(Snapper::poll_timeout).is_some_and(|t| t <= now) {
-            let dialect = self.dialect.get();
-            if dialect.is_none() && !self.stopping {
-                // The probe failed (zfs not ready yet): try it again.
-                self.dialect.start(ctx);
-            }
-            if let Some(s) = &mut self.snapper {
-                s.on_timeout(ctx, dialect);
-            }
+        if let Some(s) =
+            self.snapper.as_mut().filter(|s| s.poll_timeout().is_some_and(|t| t <= now))
+        {
+            s.on_timeout(ctx, &mut self.dialect);
         }
     }
 

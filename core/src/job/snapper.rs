@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::zfsops;
-use super::JobCtx;
+use super::{DialectProbe, JobCtx};
 use crate::config::TimestampFormat;
 use crate::node::{Level, ProcId, ProcessResult, ProcessSpec, StdinFrom, StdoutTo};
 use crate::plan::filter::FilesystemFilter;
@@ -229,8 +229,9 @@ impl Snapper {
     }
 
     /// The timer fired: look whether a round is due, or stop a hook that ran
-    /// too long.
-    pub fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>, dialect: Option<Dialect>) {
+    /// too long. With no dialect yet (the job's `zfs version` probe failed, zfs
+    /// not ready at boot), the probe runs again and the round waits for it.
+    pub(crate) fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>, probe: &mut DialectProbe) {
         let now = ctx.now();
         if let Phase::Hook { proc, deadline, timed_out, .. } = &mut self.phase {
             if *deadline <= now.mono && !*timed_out {
@@ -242,7 +243,8 @@ impl Snapper {
         if self.stopping || self.busy() || !self.due.is_some_and(|(at, _)| at <= now.mono) {
             return;
         }
-        let Some(dialect) = dialect else {
+        let Some(dialect) = probe.get() else {
+            probe.start(ctx);
             self.due = Some((now.mono + DIALECT_RETRY, now.wall));
             return;
         };

@@ -360,12 +360,8 @@ impl Job for SourceJob {
     }
 
     fn on_timeout(&mut self, ctx: &mut JobCtx<'_, '_>) {
-        let dialect = self.dialect.get();
-        if dialect.is_none() {
-            self.dialect.start(ctx);
-        }
         if let Some(s) = &mut self.snapper {
-            s.on_timeout(ctx, dialect);
+            s.on_timeout(ctx, &mut self.dialect);
         }
     }
 

@@ -32,8 +32,6 @@ pub struct SnapJobSpec {
 enum Pruning {
     Listing {
         proc: ProcId,
-        rest: VecDeque<DatasetPath>,
-        versions: BTreeMap<DatasetPath, Vec<FilesystemVersion>>,
     },
     Destroying {
         task: Box<DestroyTask>,
@@ -96,32 +94,13 @@ impl SnapJob {
         if self.run_lines.is_empty() && self.run_failed == 0 {
             self.run_started = ctx.now().wall.0;
         }
-        let mut roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
-        match roots.pop_front() {
-            Some(root) => self.list_next(ctx, dialect, root, roots, BTreeMap::new()),
-            None => {
-                self.log(ctx, Level::Error, "the filesystems filter names no pool to prune");
-                self.summary.failed += 1;
-                self.end_pruning(ctx);
-            }
-        }
-    }
-
-    fn list_next(
-        &mut self,
-        ctx: &mut JobCtx<'_, '_>,
-        dialect: Dialect,
-        root: DatasetPath,
-        rest: VecDeque<DatasetPath>,
-        versions: BTreeMap<DatasetPath, Vec<FilesystemVersion>>,
-    ) {
-        match zfsops::list_versions(dialect, &root) {
+        match zfsops::list_versions_under(dialect, &self.spec.list_roots) {
             Ok(spec) => {
                 let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
-                self.pruning = Some(Pruning::Listing { proc, rest, versions });
+                self.pruning = Some(Pruning::Listing { proc });
             }
             Err(e) => {
-                self.log(ctx, Level::Error, format!("cannot list {root}: {e}"));
+                self.log(ctx, Level::Error, format!("cannot list snapshots: {e}"));
                 self.summary.failed += 1;
                 self.end_pruning(ctx);
             }
@@ -281,7 +260,7 @@ impl Job for SnapJob {
             return;
         }
         match self.pruning.take() {
-            Some(Pruning::Listing { proc: p, mut rest, mut versions }) if p == proc => {
+            Some(Pruning::Listing { proc: p }) if p == proc => {
                 if !result.status.success() {
                     self.summary.failed += 1;
                     self.log(
@@ -292,7 +271,7 @@ impl Job for SnapJob {
                     return self.end_pruning(ctx);
                 }
                 match zfsops::parse_versions(dialect, &result.stdout) {
-                    Ok(v) => versions.extend(v),
+                    Ok(versions) => self.decide(ctx, dialect, versions),
                     Err(e) => {
                         self.summary.failed += 1;
                         self.log(
@@ -300,12 +279,8 @@ impl Job for SnapJob {
                             Level::Error,
                             format!("cannot read the snapshot listing: {e}"),
                         );
-                        return self.end_pruning(ctx);
+                        self.end_pruning(ctx);
                     }
-                }
-                match rest.pop_front() {
-                    Some(root) => self.list_next(ctx, dialect, root, rest, versions),
-                    None => self.decide(ctx, dialect, versions),
                 }
             }
             Some(Pruning::Destroying { mut task, fs, queue }) if task.owns(proc) => {

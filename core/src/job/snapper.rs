@@ -88,16 +88,13 @@ struct HookRun {
 #[derive(Debug)]
 enum Phase {
     Idle,
-    /// At start (periodic): the newest existing snapshot's time, pool by pool.
+    /// At start (periodic): the newest existing snapshot's time.
     Checking {
         proc: ProcId,
-        rest: VecDeque<DatasetPath>,
-        newest: Vec<WallTime>,
     },
+    /// The round's filesystems.
     Listing {
         proc: ProcId,
-        rest: VecDeque<DatasetPath>,
-        found: Vec<DatasetPath>,
     },
     Hook {
         proc: ProcId,
@@ -250,10 +247,17 @@ impl Snapper {
         };
         self.due = None;
         if !self.checked && matches!(self.spec.schedule, Schedule::Periodic(_)) {
-            let mut roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
-            if let Some(root) = roots.pop_front() {
-                return self.check_next(ctx, dialect, root, roots, Vec::new());
+            match zfsops::list_versions_under(dialect, &self.spec.list_roots) {
+                Ok(spec) => {
+                    let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                    self.phase = Phase::Checking { proc };
+                }
+                Err(e) => {
+                    self.log(ctx, Level::Error, format!("cannot list snapshots: {e}"));
+                    self.schedule_after(now, None);
+                }
             }
+            return;
         }
         if !self.checked {
             // Cron: the first round is the next matching time, never now.
@@ -272,26 +276,6 @@ impl Snapper {
         Ok(())
     }
 
-    fn check_next(
-        &mut self,
-        ctx: &mut JobCtx<'_, '_>,
-        dialect: Dialect,
-        root: DatasetPath,
-        rest: VecDeque<DatasetPath>,
-        newest: Vec<WallTime>,
-    ) {
-        match zfsops::list_versions(dialect, &root) {
-            Ok(spec) => {
-                let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
-                self.phase = Phase::Checking { proc, rest, newest };
-            }
-            Err(e) => {
-                self.log(ctx, Level::Error, format!("cannot list snapshots under {root}: {e}"));
-                self.schedule_after(ctx.now(), None);
-            }
-        }
-    }
-
     fn begin_round(&mut self, ctx: &mut JobCtx<'_, '_>, dialect: Dialect) {
         let now = ctx.now();
         let name = match snapshot_name(&self.spec.prefix, now.wall, &self.spec.format) {
@@ -302,34 +286,15 @@ impl Snapper {
                 return;
             }
         };
-        self.round = Some(Round { name, ..Round::default() });
-        let mut roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
-        match roots.pop_front() {
-            Some(root) => self.list_next(ctx, dialect, root, roots, Vec::new()),
-            None => {
-                self.log(ctx, Level::Error, "the filesystems filter names no pool to snapshot");
-                self.round = None;
-                self.schedule_after(now, Some(now.wall));
-            }
-        }
-    }
-
-    fn list_next(
-        &mut self,
-        ctx: &mut JobCtx<'_, '_>,
-        dialect: Dialect,
-        root: DatasetPath,
-        rest: VecDeque<DatasetPath>,
-        found: Vec<DatasetPath>,
-    ) {
-        match zfsops::list_filesystems(dialect, &root) {
+        match zfsops::list_filesystems_under(dialect, &self.spec.list_roots) {
             Ok(spec) => {
+                self.round = Some(Round { name, ..Round::default() });
                 let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
-                self.phase = Phase::Listing { proc, rest, found };
+                self.phase = Phase::Listing { proc };
             }
             Err(e) => {
-                self.log(ctx, Level::Error, format!("cannot list filesystems under {root}: {e}"));
-                self.end_round(ctx);
+                self.log(ctx, Level::Error, format!("cannot list filesystems: {e}"));
+                self.schedule_after(now, Some(now.wall));
             }
         }
     }
@@ -343,7 +308,8 @@ impl Snapper {
     ) -> Option<RoundOutcome> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => None,
-            Phase::Checking { rest, mut newest, .. } => {
+            Phase::Checking { .. } => {
+                let mut newest = Vec::new();
                 if result.status.success() {
                     match zfsops::parse_versions(dialect, &result.stdout) {
                         Ok(by_fs) => newest.extend(
@@ -365,11 +331,6 @@ impl Snapper {
                         format!("listing snapshots failed: {}", result.stderr.trim()),
                     );
                 }
-                let mut rest = rest;
-                if let Some(root) = rest.pop_front() {
-                    self.check_next(ctx, dialect, root, rest, newest);
-                    return None;
-                }
                 let now = ctx.now();
                 let newest = newest.into_iter().max();
                 if self.schedule_after(now, newest) {
@@ -379,28 +340,23 @@ impl Snapper {
                 }
                 None
             }
-            Phase::Listing { rest, mut found, .. } => {
+            Phase::Listing { .. } => {
                 if !result.status.success() {
                     let why = format!("listing filesystems failed: {}", result.stderr.trim());
                     self.fail_round(why);
                     return self.end_round(ctx);
                 }
-                match zfsops::parse_filesystems(&result.stdout) {
-                    Ok(list) => found.extend(
-                        list.into_iter()
-                            .filter(|f| !f.placeholder && self.spec.filter.selects(&f.path))
-                            .map(|f| f.path),
-                    ),
+                let found = match zfsops::parse_filesystems(&result.stdout) {
+                    Ok(list) => list
+                        .into_iter()
+                        .filter(|f| !f.placeholder && self.spec.filter.selects(&f.path))
+                        .map(|f| f.path)
+                        .collect(),
                     Err(e) => {
                         self.fail_round(format!("cannot read the filesystem listing: {e}"));
                         return self.end_round(ctx);
                     }
-                }
-                let mut rest = rest;
-                if let Some(root) = rest.pop_front() {
-                    self.list_next(ctx, dialect, root, rest, found);
-                    return None;
-                }
+                };
                 self.plan_round(found);
                 self.next_hook(ctx, dialect)
             }

@@ -88,6 +88,31 @@ pub fn list_versions(dialect: Dialect, root: &DatasetPath) -> Result<ProcessSpec
     spec(&ZfsCommand::ListVersions { root: root.clone() }, dialect)
 }
 
+/// `spec`, built for the first root, extended with the others: `zfs get -r`
+/// and `zfs list -r` take several datasets, so one process lists them all.
+fn under_roots(
+    roots: &[DatasetPath],
+    build: impl FnOnce(&DatasetPath) -> Result<ProcessSpec, String>,
+) -> Result<ProcessSpec, String> {
+    let (first, rest) = roots.split_first().ok_or("the filesystems filter names no pool")?;
+    let mut spec = build(first)?;
+    spec.argv.extend(rest.iter().map(ToString::to_string));
+    Ok(spec)
+}
+
+/// [`list_filesystems`] of every root at once.
+pub fn list_filesystems_under(
+    dialect: Dialect,
+    roots: &[DatasetPath],
+) -> Result<ProcessSpec, String> {
+    under_roots(roots, |r| list_filesystems(dialect, r))
+}
+
+/// [`list_versions`] of every root at once.
+pub fn list_versions_under(dialect: Dialect, roots: &[DatasetPath]) -> Result<ProcessSpec, String> {
+    under_roots(roots, |r| list_versions(dialect, r))
+}
+
 /// Versions per filesystem, each list ordered by createtxg.
 pub fn parse_versions(
     dialect: Dialect,
@@ -331,6 +356,14 @@ mod tests {
 
     fn fs(s: &str) -> DatasetPath {
         DatasetPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn one_listing_covers_every_root() {
+        let roots = [fs("p1"), fs("p2/a")];
+        let spec = list_versions_under(Dialect::ZfsFuse, &roots).expect("listing");
+        assert_eq!(spec.argv[spec.argv.len() - 2..], ["p1".to_owned(), "p2/a".to_owned()]);
+        assert!(list_filesystems_under(Dialect::ZfsFuse, &[]).is_err(), "no root, no listing");
     }
 
     #[test]

@@ -76,7 +76,6 @@ enum Wait {
     LocalList {
         proc: ProcId,
         what: ListKind,
-        pending_roots: VecDeque<DatasetPath>,
     },
     RemoteFilesystems,
     RemoteVersions,
@@ -350,37 +349,25 @@ impl ActiveJob {
         match self.spec.direction {
             // Our own filesystems first, then the sink's.
             Direction::Push => {
-                let mut roots: VecDeque<DatasetPath> =
-                    self.spec.list_roots.iter().cloned().collect();
-                match roots.pop_front() {
-                    Some(root) => self.list_local(ctx, ListKind::Filesystems, root, roots),
-                    None => self.abort_cycle(
-                        ctx,
-                        "the filesystems filter names no pool to list".to_owned(),
-                    ),
-                }
+                let roots = self.spec.list_roots.clone();
+                self.list_local(ctx, ListKind::Filesystems, &roots)
             }
             Direction::Pull => self.request_remote_filesystems(ctx),
         }
     }
 
-    fn list_local(
-        &mut self,
-        ctx: &mut JobCtx<'_, '_>,
-        what: ListKind,
-        root: DatasetPath,
-        rest: VecDeque<DatasetPath>,
-    ) {
+    /// Lists our side under `roots`, in one command.
+    fn list_local(&mut self, ctx: &mut JobCtx<'_, '_>, what: ListKind, roots: &[DatasetPath]) {
         let spec = match what {
-            ListKind::Filesystems => zfsops::list_filesystems(self.dialect(), &root),
-            ListKind::Versions => zfsops::list_versions(self.dialect(), &root),
+            ListKind::Filesystems => zfsops::list_filesystems_under(self.dialect(), roots),
+            ListKind::Versions => zfsops::list_versions_under(self.dialect(), roots),
         };
         let spec = match spec {
             Ok(s) => s,
-            Err(e) => return self.abort_cycle(ctx, format!("cannot list {root}: {e}")),
+            Err(e) => return self.abort_cycle(ctx, format!("cannot list local filesystems: {e}")),
         };
         let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
-        self.wait = Some(Wait::LocalList { proc, what, pending_roots: rest });
+        self.wait = Some(Wait::LocalList { proc, what });
     }
 
     fn request_remote_filesystems(&mut self, ctx: &mut JobCtx<'_, '_>) {
@@ -394,13 +381,7 @@ impl ActiveJob {
         }
     }
 
-    fn on_local_list(
-        &mut self,
-        ctx: &mut JobCtx<'_, '_>,
-        what: ListKind,
-        mut rest: VecDeque<DatasetPath>,
-        result: ProcessResult,
-    ) {
+    fn on_local_list(&mut self, ctx: &mut JobCtx<'_, '_>, what: ListKind, result: ProcessResult) {
         let dialect = self.dialect();
         let out = result.stdout.clone();
         let missing_ok =
@@ -421,16 +402,10 @@ impl ActiveJob {
         if let Err(e) = parsed {
             return self.abort_cycle(ctx, format!("cannot read the local listing: {e}"));
         }
-        if let Some(next) = rest.pop_front() {
-            return self.list_local(ctx, what, next, rest);
-        }
         match (self.spec.direction, what) {
             (Direction::Push, ListKind::Filesystems) => {
-                let roots: VecDeque<DatasetPath> = self.spec.list_roots.iter().cloned().collect();
-                let mut roots = roots;
-                if let Some(first) = roots.pop_front() {
-                    self.list_local(ctx, ListKind::Versions, first, roots);
-                }
+                let roots = self.spec.list_roots.clone();
+                self.list_local(ctx, ListKind::Versions, &roots);
             }
             (Direction::Push, ListKind::Versions) => self.request_remote_filesystems(ctx),
             (Direction::Pull, ListKind::Filesystems) => {
@@ -438,7 +413,7 @@ impl ActiveJob {
                 if !self.cycle.as_ref().is_some_and(|c| c.local_filesystems.contains_key(&root)) {
                     return self.abort_cycle(ctx, format!("the receive root {root} does not exist; create it first (zferry never creates it)"));
                 }
-                self.list_local(ctx, ListKind::Versions, root, VecDeque::new());
+                self.list_local(ctx, ListKind::Versions, &[root]);
             }
             (Direction::Pull, ListKind::Versions) => self.build_queue(ctx),
         }
@@ -453,7 +428,7 @@ impl ActiveJob {
                 let Some(root) = self.spec.root_fs.clone() else {
                     return self.abort_cycle(ctx, "a pull job needs root_fs".to_owned());
                 };
-                self.list_local(ctx, ListKind::Filesystems, root, VecDeque::new());
+                self.list_local(ctx, ListKind::Filesystems, &[root]);
             }
         }
     }
@@ -1119,8 +1094,8 @@ impl Job for ActiveJob {
             return;
         }
         match self.wait.take() {
-            Some(Wait::LocalList { proc: p, what, pending_roots }) if p == proc => {
-                self.on_local_list(ctx, what, pending_roots, result);
+            Some(Wait::LocalList { proc: p, what }) if p == proc => {
+                self.on_local_list(ctx, what, result);
             }
             Some(Wait::Cursor { proc: p, fs, rest }) if p == proc => {
                 if !result.status.success() {

@@ -2,6 +2,7 @@
 
 use std::process::{Child, Command, Stdio};
 
+use zferry_core::limits::PIPE_CAPACITY;
 use zferry_core::node::{ExitStatus, ProcessSpec};
 
 /// Starts `spec` with stdin and stdout piped as it asks and stderr always piped.
@@ -17,7 +18,23 @@ pub fn spawn(spec: &ProcessSpec) -> std::io::Result<Child> {
         .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(if spec.stdout { Stdio::piped() } else { Stdio::null() })
         .stderr(Stdio::piped());
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    if let Some(stdin) = &child.stdin {
+        size_pipe(stdin);
+    }
+    if let Some(stdout) = &child.stdout {
+        size_pipe(stdout);
+    }
+    Ok(child)
+}
+
+/// Asks for [`PIPE_CAPACITY`] on a pipe. Only a hint: where the OS refuses (another
+/// system, the per-user pipe quota spent) the default capacity works, just slower.
+pub fn size_pipe(pipe: &impl std::os::fd::AsFd) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_CAPACITY);
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
 }
 
 /// The core's view of how a process ended.

@@ -29,6 +29,10 @@ pub const DEFAULT_STREAM_WINDOW: usize = 8 * 1024 * 1024;
 pub const MIN_STREAM_WINDOW: usize = 64 * 1024;
 pub const MAX_STREAM_WINDOW: usize = 256 * 1024 * 1024;
 
+/// Capacity a driver asks the OS for on the pipes to and from a child (Linux's default
+/// is 64 KiB): one data frame fits, so `zfs send` fills a frame in one read and
+/// `zfs receive` takes one in one write, with a quarter of the wakeups.
+pub const PIPE_CAPACITY: usize = DEFAULT_DATA_PAYLOAD;
 /// How much a driver reads from a socket at once when no large frame is pending.
 pub const READ_CHUNK: usize = 64 * 1024;
 /// Reads a driver makes from one socket or pipe before the others get a turn.

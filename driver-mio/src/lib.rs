@@ -147,6 +147,9 @@ struct Loop<A: App> {
     procs: BTreeMap<ProcId, Proc>,
     /// Sockets and pipes the node wants written.
     writers: BTreeSet<IoId>,
+    /// Writers whose last write would have blocked: retried on their writable edge,
+    /// not after every read (which would only fail again).
+    blocked: BTreeSet<IoId>,
     /// Sockets and pipes to read without waiting for an edge.
     read_again: BTreeSet<IoId>,
     deadline: Option<zferry_core::time::Instant>,
@@ -180,6 +183,7 @@ impl Driver for MioDriver {
             conns: BTreeMap::new(),
             procs: BTreeMap::new(),
             writers: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             read_again: BTreeSet::new(),
             deadline: None,
         };
@@ -302,7 +306,8 @@ impl<A: App> Loop<A> {
                 }
             }
             let mut wrote = false;
-            for io in self.writers.clone() {
+            let ready: Vec<IoId> = self.writers.difference(&self.blocked).copied().collect();
+            for io in ready {
                 wrote |= self.write(io)?;
             }
             if !wrote {
@@ -387,6 +392,7 @@ impl<A: App> Loop<A> {
 
     fn forget(&mut self, io: IoId) {
         self.writers.remove(&io);
+        self.blocked.remove(&io);
         self.read_again.remove(&io);
     }
 
@@ -485,6 +491,7 @@ impl<A: App> Loop<A> {
                 return self.input(Input::Connected(conn));
             }
         }
+        self.blocked.remove(&io);
         if self.writers.contains(&io) {
             self.write(io)?;
         }
@@ -516,7 +523,10 @@ impl<A: App> Loop<A> {
                     wrote = true;
                     self.input(Input::Written { io, n: written })?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(wrote),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked.insert(io);
+                    return Ok(wrote);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // Unusable now. A closed session may still hold bytes for it

@@ -9,6 +9,9 @@
 //! It never fails on speed, only when a run fails (non-zero exit, wrong byte count).
 //! Each case has the same process structure: a source (`head -c N /dev/zero`) feeding a
 //! sending relay, loopback TCP, a receiving relay feeding a sink (`cat > /dev/null`).
+//! The baseline relays read in zferry's frame size, once with the OS's default pipes and
+//! once with zferry's pipe capacity; ratios are to the faster of the two, so that a
+//! buffer size which helps zferry but hurts a plain copy cannot flatter zferry.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,14 +28,16 @@ const SINK: &str = "cat > /dev/null";
 /// GNU time writes the wrapped process's peak RSS (KiB) here; wait4's rusage folds in
 /// the children it reaped, but `head`/`cat`/`sh` are a few MiB at most.
 const TIME: &str = "/usr/bin/time";
+/// Issue 8's bound on a daemon's memory during a transfer.
+const MEMORY_CEILING_MIB: u64 = 64;
 
 type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["relay-recv"] => relay_recv(),
-        ["relay-send", addr, bytes] => relay_send(addr, bytes),
+        ["relay-recv", pipes] => relay_recv(pipes == "sized"),
+        ["relay-send", pipes, addr, bytes] => relay_send(pipes == "sized", addr, bytes),
         // `cargo test --all-targets` runs bench binaries without `--bench`: moving
         // dozens of GiB there would only slow the test suite down.
         _ if !args.iter().any(|a| a == "--bench") => {
@@ -67,7 +72,7 @@ fn relay(from: &mut impl Read, to: &mut impl Write) -> Result<u64> {
 
 /// Baseline receiving relay: socket -> the sink's stdin, then the byte count back to
 /// the sender, as zferry's probe server confirms what it piped.
-fn relay_recv() -> Result<()> {
+fn relay_recv(sized_pipes: bool) -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!("relay listening on {addr}");
@@ -78,6 +83,9 @@ fn relay_recv() -> Result<()> {
         .stdin(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn sink: {e}"))?;
+    if let Some(stdin) = sink.stdin.as_ref().filter(|_| sized_pipes) {
+        zferry_cli::process::size_pipe(stdin);
+    }
     let n = relay(&mut sock, &mut sink.stdin.take().ok_or("sink stdin")?)?;
     let status = sink.wait().map_err(|e| e.to_string())?;
     if !status.success() {
@@ -90,12 +98,15 @@ fn relay_recv() -> Result<()> {
 
 /// Baseline sending relay: the source's stdout -> socket; exits once the receiver has
 /// confirmed the count, so its wall clock covers the whole path like `probe send`'s.
-fn relay_send(addr: &str, bytes: &str) -> Result<()> {
+fn relay_send(sized_pipes: bool, addr: &str, bytes: &str) -> Result<()> {
     let mut source = Command::new("head")
         .args(["-c", bytes, "/dev/zero"])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn source: {e}"))?;
+    if let Some(stdout) = source.stdout.as_ref().filter(|_| sized_pipes) {
+        zferry_cli::process::size_pipe(stdout);
+    }
     let mut sock = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     sock.set_nodelay(true).map_err(|e| e.to_string())?;
     let n = relay(&mut source.stdout.take().ok_or("source stdout")?, &mut sock)?;
@@ -115,7 +126,7 @@ fn relay_send(addr: &str, bytes: &str) -> Result<()> {
 }
 
 /// One pairing: how to start its receiving and its sending side, and the log lines
-/// that prove the byte count arrived (`{n}` is replaced).
+/// that prove the byte count arrived (`{addr}`, `{bytes}` and `{n}` are replaced).
 #[derive(Debug)]
 struct Case {
     label: String,
@@ -143,13 +154,20 @@ fn bench() -> Result<()> {
     let me = me.to_string_lossy().into_owned();
     let timed = Path::new(TIME).is_file();
 
-    let mut cases = vec![Case {
-        label: "baseline (plain TCP relay)".into(),
-        server: vec![me.clone(), "relay-recv".into()],
-        client: vec![me, "relay-send".into(), "{addr}".into(), bytes.to_string()],
+    let baseline = |pipes: &str| Case {
+        label: format!("baseline, {pipes} pipes"),
+        server: vec![me.clone(), "relay-recv".into(), pipes.into()],
+        client: vec![
+            me.clone(),
+            "relay-send".into(),
+            pipes.into(),
+            "{addr}".into(),
+            "{bytes}".into(),
+        ],
         server_proof: "relay piped {n} bytes",
         client_proof: "relay verified: {n} bytes",
-    }];
+    };
+    let mut cases = vec![baseline("default"), baseline("sized")];
     let drivers = [("mio", "zferry"), ("smol", "zferry-smol")];
     // Same-driver pairs first: they are the headline; the mixed pairs show that a
     // gap belongs to one side rather than to the protocol.
@@ -166,7 +184,7 @@ fn bench() -> Result<()> {
             client: [&bin(s), "probe", "send", "--connect", "{addr}", "--", "head", "-c"]
                 .into_iter()
                 .map(String::from)
-                .chain([bytes.to_string(), "/dev/zero".into()])
+                .chain(["{bytes}".into(), "/dev/zero".into()])
                 .collect(),
             server_proof: "probe piped {n} bytes",
             client_proof: "probe verified: {n} bytes",
@@ -189,7 +207,12 @@ fn bench() -> Result<()> {
     println!();
     println!("data plane, {gib} GiB /dev/zero -> cat, loopback TCP, best of {RUNS}");
     println!("(binaries: {})", dir.display());
-    let base = best[0].ok_or("no baseline")?;
+    let base = best[..2]
+        .iter()
+        .flatten()
+        .copied()
+        .min_by(|a, b| a.secs.total_cmp(&b.secs))
+        .ok_or("no baseline")?;
     for (case, s) in cases.iter().zip(&best) {
         let s = s.ok_or("missing sample")?;
         let rss = match s.rss_kib {
@@ -208,6 +231,31 @@ fn bench() -> Result<()> {
     println!(
         "CPU: user+sys of both relays and their source/sink; all figures from the fastest run"
     );
+
+    // The daemon's memory must not grow with the stream: the same-driver pairs once
+    // more with a sixteenth of the bytes, peak RSS beside the full run's.
+    if timed {
+        println!();
+        println!(
+            "peak RSS of each zferry process (ceiling {MEMORY_CEILING_MIB} MiB whatever the size):"
+        );
+        let small = bytes / 16;
+        for i in [2, 3] {
+            let full = best[i].and_then(|s| s.rss_kib).ok_or("missing sample")?;
+            let part = measure(&cases[i], small, timed)?.rss_kib.ok_or("missing sample")?;
+            let peak = full.0.max(full.1).max(part.0).max(part.1) / 1024;
+            println!(
+                "{:<28} {:.2} GiB: send {} MiB, recv {} MiB; {gib} GiB: send {} MiB, recv {} MiB  {}",
+                cases[i].label,
+                small as f64 / GIB,
+                part.0 / 1024,
+                part.1 / 1024,
+                full.0 / 1024,
+                full.1 / 1024,
+                if peak < MEMORY_CEILING_MIB { "under the ceiling" } else { "OVER THE CEILING" },
+            );
+        }
+    }
     Ok(())
 }
 
@@ -260,7 +308,11 @@ fn measure(case: &Case, bytes: u64, timed: bool) -> Result<Sample> {
         server_log.lines().map_while(std::io::Result::ok).collect::<Vec<_>>()
     });
 
-    let client_argv: Vec<String> = case.client.iter().map(|a| a.replace("{addr}", &addr)).collect();
+    let client_argv: Vec<String> = case
+        .client
+        .iter()
+        .map(|a| a.replace("{addr}", &addr).replace("{bytes}", &bytes.to_string()))
+        .collect();
     let start = Instant::now();
     let client = spawn(&client_argv, files.as_ref().map(|f| f.0.as_path()))?;
     let client_out = client.wait_with_output().map_err(|e| e.to_string());

@@ -151,6 +151,17 @@ impl Child {
         &self.seen
     }
 
+    /// The peak resident memory of the process so far (Linux's VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.inner.id()))
+            .unwrap_or_else(|e| panic!("{}: no /proc status: {e}", self.label));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: no VmHWM in {status}", self.label))
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")

@@ -4,7 +4,7 @@
 //! rather than numbers that only mean something on one laptop.
 //!
 //!     cargo build --release --workspace --bins
-//!     cargo bench -p zferry-tests --bench dataplane      # ZFERRY_BENCH_GIB=4 by default
+//!     cargo bench -p zferry-tests --bench dataplane   # ZFERRY_BENCH_GIB=4, _RUNS=5 by default
 //!
 //! It never fails on speed, only when a run fails (non-zero exit, wrong byte count).
 //! Each case has the same process structure: a source (`head -c N /dev/zero`) feeding a
@@ -22,7 +22,8 @@ use std::time::Instant;
 /// zferry's data frame payload (core `DEFAULT_DATA_PAYLOAD`): the baseline reads in the
 /// same unit so the comparison is about the protocol, not buffer sizes.
 const BUF: usize = 256 * 1024;
-const RUNS: usize = 3;
+/// Runs per case unless ZFERRY_BENCH_RUNS says otherwise; medians need a few.
+const RUNS: usize = 5;
 const GIB: f64 = (1u64 << 30) as f64;
 const SINK: &str = "cat > /dev/null";
 /// GNU time writes the wrapped process's peak RSS (KiB) here; wait4's rusage folds in
@@ -193,43 +194,53 @@ fn bench() -> Result<()> {
 
     // Round-robin over the cases, so that a slow patch of the machine (another build,
     // thermal throttling) hits every case rather than skewing one ratio.
-    let mut best: Vec<Option<Sample>> = vec![None; cases.len()];
-    for run in 1..=RUNS {
-        for (case, best) in cases.iter().zip(&mut best) {
-            eprintln!("dataplane: run {run}/{RUNS}: {}", case.label);
-            let s = measure(case, bytes, timed)?;
-            if best.map_or(true, |b| s.secs < b.secs) {
-                *best = Some(s);
-            }
+    let runs = match std::env::var("ZFERRY_BENCH_RUNS") {
+        Ok(v) => v.parse().ok().filter(|r: &usize| *r > 0).ok_or("bad ZFERRY_BENCH_RUNS")?,
+        Err(_) => RUNS,
+    };
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cases.len()];
+    for run in 1..=runs {
+        for (case, samples) in cases.iter().zip(&mut samples) {
+            eprintln!("dataplane: run {run}/{runs}: {}", case.label);
+            samples.push(measure(case, bytes, timed)?);
         }
     }
+    for s in &mut samples {
+        s.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    }
+    let median = |s: &[Sample]| s[s.len() / 2];
 
     println!();
-    println!("data plane, {gib} GiB /dev/zero -> cat, loopback TCP, best of {RUNS}");
+    println!("data plane, {gib} GiB /dev/zero -> cat, loopback TCP, {runs} runs each");
     println!("(binaries: {})", dir.display());
-    let base = best[..2]
-        .iter()
-        .flatten()
-        .copied()
-        .min_by(|a, b| a.secs.total_cmp(&b.secs))
-        .ok_or("no baseline")?;
-    for (case, s) in cases.iter().zip(&best) {
-        let s = s.ok_or("missing sample")?;
-        let rss = match s.rss_kib {
-            Some((send, recv)) => format!("rss send {} MiB, recv {} MiB", send / 1024, recv / 1024),
-            None => "rss - (needs /usr/bin/time, Debian package `time`)".into(),
-        };
+    // Against the faster baseline, median to median and best to best.
+    let base_median = samples[..2].iter().map(|s| median(s).secs).fold(f64::MAX, f64::min);
+    let base_best = samples[..2].iter().map(|s| s[0].secs).fold(f64::MAX, f64::min);
+    println!(
+        "{:<28} {:>11} {:>6} {:>11} {:>6} {:>10}  peak RSS",
+        "", "median", "ratio", "best", "ratio", "CPU-s/GiB"
+    );
+    for (case, s) in cases.iter().zip(&samples) {
+        let (m, b) = (median(s), s[0]);
+        let rss =
+            match s.iter().filter_map(|x| x.rss_kib).reduce(|a, b| (a.0.max(b.0), a.1.max(b.1))) {
+                Some((send, recv)) => format!("send {} MiB, recv {} MiB", send / 1024, recv / 1024),
+                None => "- (needs /usr/bin/time, Debian package `time`)".into(),
+            };
         println!(
-            "{:<28} {:>5.2} GiB/s  {:>5.2}x  {:>5.2} CPU-s/GiB  {rss}",
+            "{:<28} {:>5.2} GiB/s {:>5.2}x {:>5.2} GiB/s {:>5.2}x {:>10.2}  {rss}",
             case.label,
-            gib / s.secs,
-            base.secs / s.secs,
-            s.cpu_secs / gib,
+            gib / m.secs,
+            base_median / m.secs,
+            gib / b.secs,
+            base_best / b.secs,
+            m.cpu_secs / gib,
         );
     }
     println!("{:<28} not measured: zferry has no TLS yet", "zferry over TLS");
     println!(
-        "CPU: user+sys of both relays and their source/sink; all figures from the fastest run"
+        "ratio: to the faster baseline; CPU: user+sys of both relays and their source/sink \
+         in the median run"
     );
 
     // The daemon's memory must not grow with the stream: the same-driver pairs once
@@ -241,7 +252,11 @@ fn bench() -> Result<()> {
         );
         let small = bytes / 16;
         for i in [2, 3] {
-            let full = best[i].and_then(|s| s.rss_kib).ok_or("missing sample")?;
+            let full = samples[i]
+                .iter()
+                .filter_map(|x| x.rss_kib)
+                .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+                .ok_or("missing sample")?;
             let part = measure(&cases[i], small, timed)?.rss_kib.ok_or("missing sample")?;
             let peak = full.0.max(full.1).max(part.0).max(part.1) / 1024;
             println!(

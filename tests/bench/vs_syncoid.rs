@@ -129,10 +129,13 @@ fn bench() -> Result<()> {
     let setup = Setup { src, snaps, bins, dir };
 
     // Round-robin, so that a slow patch of this shared machine hits every tool
-    // rather than skewing one ratio.
+    // rather than skewing one ratio; each round starts one tool later, so that no
+    // tool always follows the same one (zfs-fuse still frees the last pool's space).
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
     for r in 1..=runs {
-        for (tool, samples) in tools.iter().zip(&mut samples) {
+        for i in 0..tools.len() {
+            let t = (i + r - 1) % tools.len();
+            let (tool, samples) = (&tools[t], &mut samples[t]);
             eprintln!("vs_syncoid: run {r}/{runs}: {}", tool.label());
             // A fresh pool for every run: zfs-fuse receives measurably slower into
             // a pool that earlier runs have filled.

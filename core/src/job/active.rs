@@ -97,15 +97,12 @@ enum Wait {
         fs: DatasetPath,
         rest: VecDeque<crate::node::ProcessSpec>,
     },
-    /// Pruning `fs`: the other side's versions.
-    PruneRemoteVersions {
+    /// Pruning `fs`: both sides' versions, listed at once (`proc` lists ours).
+    PruneLists {
         fs: DatasetPath,
-    },
-    /// Pruning `fs`: our side's versions.
-    PruneLocalList {
         proc: ProcId,
-        fs: DatasetPath,
-        remote: Vec<FilesystemVersion>,
+        remote: Option<Result<Vec<FilesystemVersion>, String>>,
+        local: Option<ProcessResult>,
     },
     /// Pruning `fs`: destroying on our side, then `remote` on the other.
     PruneLocalDestroy {
@@ -981,9 +978,9 @@ impl Job for ActiveJob {
                     }
                     self.next_filesystem(ctx);
                 }
-                Some(Wait::PruneRemoteVersions { fs }) => {
+                Some(Wait::PruneLists { fs, proc, remote: None, local }) => {
                     let remote = response.decode::<ListVersions>().map_err(|e| e.to_string());
-                    self.on_prune_remote_versions(ctx, fs, remote);
+                    self.on_prune_lists(ctx, fs, proc, Some(remote), local);
                 }
                 Some(Wait::PruneRemoteDestroy { fs, local }) => {
                     match response.decode::<DestroySnapshots>() {
@@ -1104,8 +1101,8 @@ impl Job for ActiveJob {
                 }
                 self.next_cursor_command(ctx, fs, rest);
             }
-            Some(Wait::PruneLocalList { proc: p, fs, remote }) if p == proc => {
-                self.on_prune_local_list(ctx, fs, remote, result);
+            Some(Wait::PruneLists { fs, proc: p, remote, local: None }) if p == proc => {
+                self.on_prune_lists(ctx, fs, p, remote, Some(result));
             }
             Some(Wait::PruneLocalDestroy { mut task, fs, remote }) if task.owns(proc) => {
                 task.on_process_done(ctx, result);

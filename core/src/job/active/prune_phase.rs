@@ -8,7 +8,7 @@ use crate::job::destroy::{DestroyOutcome, DestroyTask};
 use crate::job::protocol::{DestroyRequest, DestroySnapshots, ListVersions};
 use crate::job::prune;
 use crate::job::{zfsops, JobCtx};
-use crate::node::{Level, ProcessResult, StdinFrom, StdoutTo};
+use crate::node::{Level, ProcId, ProcessResult, StdinFrom, StdoutTo};
 use crate::zfs::{DatasetPath, FilesystemVersion};
 
 impl ActiveJob {
@@ -30,13 +30,24 @@ impl ActiveJob {
             Some(fs) if !self.stopping => fs,
             _ => return self.finish_cycle(ctx),
         };
+        let Some(local) = self.local_path(&fs) else {
+            return self.prune_failed(ctx, &fs, "no local path".to_owned());
+        };
+        let spec = match zfsops::list_versions(self.dialect(), &local) {
+            Ok(spec) => spec,
+            Err(e) => return self.prune_failed(ctx, &fs, format!("cannot list {local}: {e}")),
+        };
+        // Both sides are listed at once: the cycle waits for the slower listing only.
         let now = ctx.now().mono;
         let sent = self
             .conn()
             .and_then(|c| ctx.session(c))
             .map(|s| s.request::<ListVersions>(now, &fs, false));
         match sent {
-            Some(Ok(())) => self.wait = Some(Wait::PruneRemoteVersions { fs }),
+            Some(Ok(())) => {
+                let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
+                self.wait = Some(Wait::PruneLists { fs, proc, remote: None, local: None });
+            }
             other => {
                 self.abort_cycle(ctx, format!("cannot ask for the versions of {fs}: {other:?}"))
             }
@@ -62,31 +73,21 @@ impl ActiveJob {
         self.next_prune(ctx);
     }
 
-    pub(super) fn on_prune_remote_versions(
+    /// One side's listing arrived; once both have, decide.
+    pub(super) fn on_prune_lists(
         &mut self,
         ctx: &mut JobCtx<'_, '_>,
         fs: DatasetPath,
-        remote: Result<Vec<FilesystemVersion>, String>,
+        proc: ProcId,
+        remote: Option<Result<Vec<FilesystemVersion>, String>>,
+        local: Option<ProcessResult>,
     ) {
-        let remote = match remote {
-            Ok(r) => r,
-            Err(e) => {
-                return self.prune_failed(
-                    ctx,
-                    &fs,
-                    format!("the peer could not list versions: {e}"),
-                )
+        match (remote, local) {
+            (Some(Ok(remote)), Some(local)) => self.on_prune_local_list(ctx, fs, remote, local),
+            (Some(Err(e)), Some(_)) => {
+                self.prune_failed(ctx, &fs, format!("the peer could not list versions: {e}"))
             }
-        };
-        let Some(local) = self.local_path(&fs) else {
-            return self.prune_failed(ctx, &fs, "no local path".to_owned());
-        };
-        match zfsops::list_versions(self.dialect(), &local) {
-            Ok(spec) => {
-                let proc = ctx.spawn(spec, StdoutTo::Collect, StdinFrom::Null);
-                self.wait = Some(Wait::PruneLocalList { proc, fs, remote });
-            }
-            Err(e) => self.prune_failed(ctx, &fs, format!("cannot list {local}: {e}")),
+            (remote, local) => self.wait = Some(Wait::PruneLists { fs, proc, remote, local }),
         }
     }
 

@@ -9,10 +9,12 @@
 //! `sanoid`). It never fails on speed, only when a replica is wrong: every run is
 //! checked to hold all the source's snapshots, in order, with the source's guids.
 //!
-//! Two bare `zfs send | zfs receive` shell pipelines run beside the tools, cut the
-//! way each tool cuts the work (one `-i` per snapshot, as zferry's default
+//! Bare `zfs send | zfs receive` shell pipelines run beside the tools, cut the way
+//! each tool cuts the work (one `-i` per snapshot, as zferry's default
 //! `guarantee_resumability` does; one full then one `-I`, as syncoid does): they are
 //! the floor that ZFS itself sets, so what lies above them is the tool's own cost.
+//! The batched one runs twice: receiving unmounted (`-u`), as zferry always does,
+//! and mounted, as syncoid does, since the two may cost ZFS differently.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,9 +55,11 @@ enum Tool {
         batched: bool,
     },
     Syncoid,
-    /// Bare pipelines: per snapshot (`-i` each) or full + one `-I`.
+    /// Bare pipelines: per snapshot (`-i` each) or full + one `-I`; received
+    /// unmounted (`-u`, as zferry receives) or mounted (as syncoid receives).
     Floor {
         batched: bool,
+        mounted: bool,
     },
 }
 
@@ -68,7 +72,12 @@ impl Tool {
             Tool::Zferry { bin, batched: false } => format!("{bin} (default protection)"),
             Tool::Zferry { bin, batched: true } => format!("{bin} (guarantee_incremental)"),
             Tool::Syncoid => format!("syncoid ({})", shape(true)),
-            Tool::Floor { batched } => format!("zfs send|recv ({})", shape(batched)),
+            Tool::Floor { batched, mounted: false } => {
+                format!("zfs send|recv ({})", shape(batched))
+            }
+            Tool::Floor { batched, mounted: true } => {
+                format!("zfs send|recv ({}, mounted)", shape(batched))
+            }
         }
     }
 }
@@ -111,8 +120,9 @@ fn bench() -> Result<()> {
         Tool::Zferry { bin: "zferry-smol", batched: false },
         Tool::Zferry { bin: "zferry", batched: true },
         Tool::Zferry { bin: "zferry-smol", batched: true },
-        Tool::Floor { batched: false },
-        Tool::Floor { batched: true },
+        Tool::Floor { batched: false, mounted: false },
+        Tool::Floor { batched: true, mounted: false },
+        Tool::Floor { batched: true, mounted: true },
     ];
     // Declared before the pools so that it is dropped after them: nothing here
     // refers to the directory once the pools are gone.
@@ -197,9 +207,10 @@ fn replicate(setup: &Setup, tool: Tool, root: &str, run_no: usize) -> Result<f64
             c.args(["--no-sync-snap", &src, &format!("{root}/{FS}")]);
             c
         }
-        Tool::Floor { batched } => {
+        Tool::Floor { batched, mounted } => {
+            let script = floor_script(setup, &src, &format!("{root}/{FS}"), batched, mounted);
             let mut c = Command::new("sh");
-            c.args(["-c", &floor_script(setup, &src, &format!("{root}/{FS}"), batched)]);
+            c.args(["-c", &script]);
             c
         }
     };
@@ -261,17 +272,17 @@ jobs:
     )
 }
 
-fn floor_script(setup: &Setup, src: &str, dst: &str, batched: bool) -> String {
+fn floor_script(setup: &Setup, src: &str, dst: &str, batched: bool, mounted: bool) -> String {
     let first = &setup.snaps[0];
-    let mut script = format!("set -e\nzfs send {src}@{first} | zfs receive -u {dst}\n");
+    let recv = if mounted { "zfs receive" } else { "zfs receive -u" };
+    let mut script = format!("set -e\nzfs send {src}@{first} | {recv} {dst}\n");
     if batched {
         if let Some(last) = setup.snaps.get(1..).and_then(<[String]>::last) {
-            script += &format!("zfs send -I {src}@{first} {src}@{last} | zfs receive -u {dst}\n");
+            script += &format!("zfs send -I {src}@{first} {src}@{last} | {recv} {dst}\n");
         }
     } else {
         for w in setup.snaps.windows(2) {
-            script +=
-                &format!("zfs send -i {src}@{} {src}@{} | zfs receive -u {dst}\n", w[0], w[1]);
+            script += &format!("zfs send -i {src}@{} {src}@{} | {recv} {dst}\n", w[0], w[1]);
         }
     }
     script

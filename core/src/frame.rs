@@ -266,12 +266,23 @@ impl Decoder {
 /// Outgoing bytes of one connection: a queue of chunks ready for a vectored write.
 ///
 /// Headers are written into a small reusable arena, so queuing a data frame costs no
-/// allocation in the steady state and never copies the payload.
+/// allocation in the steady state and never copies the payload. A payload may also
+/// stay outside the process altogether ([`OutQueue::push_spliced`]): the queue then
+/// holds only its length, and the driver moves the bytes from a pipe with splice(2).
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     len: usize,
+    /// Spliced payloads queued and not completely written.
+    spliced: usize,
     arena: BytesMut,
+}
+
+#[derive(Debug)]
+enum Chunk {
+    Bytes(Bytes),
+    /// This many bytes wait in the driver's transit pipe of this connection.
+    Spliced(usize),
 }
 
 /// Payloads up to this size are copied next to their header: one chunk instead of
@@ -325,26 +336,63 @@ impl OutQueue {
         self.push_chunk(frame);
     }
 
+    /// Queues a frame whose `len` payload bytes the driver has put into its transit
+    /// pipe for this connection: the header goes out from here, the payload from
+    /// there ([`OutQueue::spliced_front`]). The caller has checked `len`.
+    pub fn push_spliced(&mut self, kind: FrameType, flags: u8, len: usize) {
+        debug_assert!(len > 0 && len <= kind.max_payload());
+        let header = Header { kind, flags, len: len as u32 }.encode();
+        if self.arena.capacity() - self.arena.len() < FRAME_HEADER_LEN {
+            self.arena.reserve(ARENA_CAPACITY);
+        }
+        self.arena.extend_from_slice(&header);
+        let header = self.arena.split().freeze();
+        self.push_chunk(header);
+        self.len += len;
+        self.spliced += 1;
+        self.chunks.push_back(Chunk::Spliced(len));
+    }
+
+    /// True while a spliced payload is queued: its bytes are still in the pipe.
+    pub fn has_spliced(&self) -> bool {
+        self.spliced > 0
+    }
+
     fn push_chunk(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
             self.len += chunk.len();
-            self.chunks.push_back(chunk);
+            self.chunks.push_back(Chunk::Bytes(chunk));
         }
     }
 
-    /// Fills `out` with the queued chunks, in order; returns how many it filled.
+    /// Fills `out` with the queued chunks, in order, up to the first spliced
+    /// payload; returns how many it filled.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (slot, chunk) in out.iter_mut().zip(self.chunks.iter()) {
-            *slot = IoSlice::new(chunk);
+            let Chunk::Bytes(bytes) = chunk else { break };
+            *slot = IoSlice::new(bytes);
             n += 1;
         }
         n
     }
 
-    /// The first queued chunk, for writers that take one buffer at a time.
+    /// When a spliced payload is next: how many of its bytes are still to be moved
+    /// from the transit pipe. Report them with [`OutQueue::advance`] as usual.
+    pub fn spliced_front(&self) -> Option<usize> {
+        match self.chunks.front() {
+            Some(Chunk::Spliced(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The first queued chunk, for writers that take one buffer at a time; `None`
+    /// before a spliced payload.
     pub fn front(&self) -> Option<&[u8]> {
-        self.chunks.front().map(|c| &c[..])
+        match self.chunks.front() {
+            Some(Chunk::Bytes(b)) => Some(&b[..]),
+            _ => None,
+        }
     }
 
     /// Drops the first `n` queued bytes, which the driver has written.
@@ -353,22 +401,36 @@ impl OutQueue {
         self.len -= n;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else { break };
-            if front.len() > n {
-                front.advance(n);
+            let left = match front {
+                Chunk::Bytes(b) => b.len(),
+                Chunk::Spliced(m) => *m,
+            };
+            if left > n {
+                match front {
+                    Chunk::Bytes(b) => b.advance(n),
+                    Chunk::Spliced(m) => *m -= n,
+                }
                 break;
             }
-            n -= front.len();
-            self.chunks.pop_front();
+            n -= left;
+            if let Some(Chunk::Spliced(_)) = self.chunks.pop_front() {
+                self.spliced -= 1;
+            }
         }
     }
 
     /// Moves every queued byte into one contiguous buffer (tests, fuzzing, benches).
+    /// Spliced payloads are not in the queue; they would come out missing.
     pub fn drain_to_vec(&mut self) -> Vec<u8> {
+        debug_assert!(self.spliced == 0, "spliced payloads cannot be drained");
         let mut out = Vec::with_capacity(self.len);
         for chunk in self.chunks.drain(..) {
-            out.extend_from_slice(&chunk);
+            if let Chunk::Bytes(b) = chunk {
+                out.extend_from_slice(&b);
+            }
         }
         self.len = 0;
+        self.spliced = 0;
         out
     }
 }
@@ -392,6 +454,43 @@ mod tests {
             out.push(f);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn spliced_payloads_hold_their_place_in_the_queue() {
+        // What a vectored write would take now: chunk lengths, the second's bytes.
+        fn offered(q: &OutQueue) -> (Vec<usize>, Vec<u8>) {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = q.io_slices(&mut slices);
+            let second = slices.get(1).filter(|_| n > 1).map(|s| s.to_vec()).unwrap_or_default();
+            (slices[..n].iter().map(|s| s.len()).collect(), second)
+        }
+        let mut q = OutQueue::new();
+        q.push(FrameType::Heartbeat, 0, Bytes::new());
+        q.push_spliced(FrameType::StreamData, 0, 1000);
+        q.push(FrameType::StreamEnd, 0, Bytes::new());
+        assert_eq!(q.len(), 3 * FRAME_HEADER_LEN + 1000);
+        assert!(q.has_spliced());
+        // The heartbeat and the data header go out by vectored write...
+        let (lens, header) = offered(&q);
+        assert_eq!(lens, [FRAME_HEADER_LEN, FRAME_HEADER_LEN]);
+        assert_eq!(header, [4, 0, 0, 0, 0, 0, 0x03, 0xE8]);
+        assert_eq!(q.spliced_front(), None);
+        q.advance(FRAME_HEADER_LEN + 3);
+        assert_eq!(q.spliced_front(), None, "not before the header is out");
+        q.advance(FRAME_HEADER_LEN - 3);
+        // ...then the payload from the pipe, in as many pieces as it takes...
+        assert!(offered(&q).0.is_empty());
+        assert_eq!(q.spliced_front(), Some(1000));
+        q.advance(999);
+        assert_eq!(q.spliced_front(), Some(1));
+        assert!(q.has_spliced());
+        // ...and the rest, even within the same write.
+        q.advance(1 + 4);
+        assert!(!q.has_spliced());
+        assert_eq!(offered(&q).0, [FRAME_HEADER_LEN - 4]);
+        q.advance(4);
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -62,7 +62,14 @@ pub enum Input {
         io: IoId,
         n: usize,
     },
-    /// `n` bytes of the offered slices were written to `io`.
+    /// `n` bytes of `io` (a process's stdout) were spliced into the transit pipe of
+    /// the connection [`Node::splice_slot`] named; 0 is end of stream.
+    Spliced {
+        io: IoId,
+        n: usize,
+    },
+    /// `n` bytes of the offered slices (or of the transit pipe, when
+    /// [`Node::spliced_front`] offered it) were written to `io`.
     Written {
         io: IoId,
         n: usize,
@@ -148,6 +155,8 @@ pub enum InputError {
     UnknownProc(ProcId),
     #[error("{0:?} is not waiting to connect")]
     NotConnecting(ConnId),
+    #[error("{0:?} is not spliced into a connection")]
+    NotSpliced(IoId),
 }
 
 #[derive(Debug)]
@@ -194,6 +203,8 @@ pub struct Transport {
     next_id: u64,
     session_config: SessionConfig,
     now: Now,
+    /// The driver moves stdout into sockets with splice(2) (see `splice_slot`).
+    splice: bool,
 }
 
 #[derive(Debug)]
@@ -219,6 +230,7 @@ impl<A: App> Node<A> {
                 next_id: 1,
                 session_config,
                 now,
+                splice: false,
             },
             app,
             exited: false,
@@ -242,6 +254,42 @@ impl<A: App> Node<A> {
         self.transport.procs.len()
     }
 
+    /// The driver can splice(2) a process's stdout into a socket through a transit
+    /// pipe per connection, and will: from now on such stdout is offered through
+    /// [`Node::splice_slot`] instead of [`Node::read_slot`]. Until it turns splicing
+    /// off again (a kernel that refuses it), nothing else changes.
+    pub fn set_splice(&mut self, on: bool) {
+        self.transport.splice = on;
+        let procs: Vec<ProcId> = self.transport.procs.keys().copied().collect();
+        self.transport.dirty_procs.extend(procs);
+        self.settle();
+    }
+
+    /// For a process's stdout that feeds a socket's stream while splicing is on:
+    /// the connection whose transit pipe to splice into, and at most how many bytes
+    /// (one frame). The transit pipe is empty whenever this offers a slot; report
+    /// what moved with [`Input::Spliced`].
+    pub fn splice_slot(&self, io: IoId) -> Option<(ConnId, usize)> {
+        let IoId::Stdout(proc) = io else { return None };
+        let t = &self.transport;
+        let conn = t.splice_target(proc)?;
+        let c = t.conns.get(&conn)?;
+        if c.session.has_spliced() {
+            return None;
+        }
+        let max = stdout_room(&t.conns, conn)
+            .min(c.session.peer_max_data_payload())
+            .min(crate::limits::PIPE_CAPACITY);
+        (max > 0).then_some((conn, max))
+    }
+
+    /// When the next bytes to write to `conn` wait in its transit pipe: how many.
+    /// A driver asks when [`Node::io_slices`] offers nothing.
+    pub fn spliced_front(&self, conn: ConnId) -> Option<usize> {
+        let c = self.transport.conns.get(&conn)?;
+        c.connected.then(|| c.session.spliced_front()).flatten()
+    }
+
     /// Where to read the next bytes of `io`; `None` if the node wants none now.
     pub fn read_slot(&mut self, io: IoId) -> Option<&mut [u8]> {
         let t = &mut self.transport;
@@ -254,6 +302,9 @@ impl<A: App> Node<A> {
                 c.session.read_slot()
             }
             IoId::Stdout(proc) => {
+                if t.splice_target(proc).is_some() {
+                    return None;
+                }
                 let p = t.procs.get_mut(&proc)?;
                 if !p.stdout_open {
                     return None;
@@ -364,6 +415,7 @@ impl<A: App> Node<A> {
                 self.with_app(|app, ctx| app.on_conn_closed(ctx, conn, Some(msg)));
             }
             Input::Read { io, n } => t.on_read(io, n)?,
+            Input::Spliced { io, n } => t.on_spliced(io, n)?,
             Input::Written { io, n } => t.on_written(io, n)?,
             Input::IoError { io, error } => t.on_io_error(io, error)?,
             Input::SpawnFailed { proc, error } => {
@@ -482,6 +534,21 @@ fn stdout_room(conns: &BTreeMap<ConnId, Conn>, conn: ConnId) -> usize {
 }
 
 impl Transport {
+    /// The socket connection `proc`'s open stdout is spliced into, if splicing is on.
+    /// In-process connections have no socket: their bytes go through the core. Once
+    /// the stream is over (answered early, cancelled), stdout is read as usual,
+    /// which stops the process.
+    fn splice_target(&self, proc: ProcId) -> Option<ConnId> {
+        if !self.splice {
+            return None;
+        }
+        let p = self.procs.get(&proc)?;
+        let StdoutTo::Stream(conn) = p.stdout_to else { return None };
+        let c = self.conns.get(&conn)?;
+        let socket = c.connected && !c.in_process && c.local_peer.is_none();
+        (p.stdout_open && socket && c.session.has_outbound_stream()).then_some(conn)
+    }
+
     fn alloc_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -652,6 +719,28 @@ impl Transport {
         Ok(())
     }
 
+    fn on_spliced(&mut self, io: IoId, n: usize) -> Result<(), InputError> {
+        let IoId::Stdout(proc) = io else { return Err(InputError::NotSpliced(io)) };
+        let conn = self.splice_target(proc).ok_or(InputError::NotSpliced(io))?;
+        let p = self.procs.get_mut(&proc).ok_or(InputError::UnknownProc(proc))?;
+        self.dirty_procs.insert(proc);
+        self.dirty.insert(conn);
+        if n == 0 {
+            p.stdout_open = false;
+            return Ok(());
+        }
+        p.bytes += n as u64;
+        let now = self.now.mono;
+        let Some(c) = self.conns.get_mut(&conn) else { return Ok(()) };
+        if let Err(e) = c.session.send_stream_spliced(now, n) {
+            // The bytes sit in the transit pipe with no frame to carry them: the
+            // connection cannot be used any more, or the next frame would carry them.
+            c.session.handle_io_error(now, format!("spliced stream bytes lost: {e}"));
+            self.kill(proc);
+        }
+        Ok(())
+    }
+
     fn on_written(&mut self, io: IoId, n: usize) -> Result<(), InputError> {
         match io {
             IoId::Conn(conn) => {
@@ -800,7 +889,12 @@ impl Transport {
                 self.outputs.push_back(Output::Action(Action::CloseStdin(proc)));
             }
             let stdout_capacity = match p.stdout_to {
-                StdoutTo::Stream(conn) => stdout_room(&self.conns, conn) > 0,
+                StdoutTo::Stream(conn) => {
+                    // A spliced frame's bytes must leave the transit pipe first.
+                    let spliced = self.splice
+                        && self.conns.get(&conn).is_some_and(|c| c.session.has_spliced());
+                    stdout_room(&self.conns, conn) > 0 && !spliced
+                }
                 StdoutTo::Collect | StdoutTo::Null => true,
             };
             let want = [

@@ -301,6 +301,16 @@ impl App for PipeApp {
 /// Runs the pipe scenario; the producer writes `total` bytes, then exits with
 /// `producer_status`. Returns both apps and the bytes the consumer got.
 fn run_pipe(total: usize, producer_status: ExitStatus) -> (PipeApp, PipeApp, Vec<u8>) {
+    run_pipe_with(total, producer_status, false)
+}
+
+/// [`run_pipe`], optionally with the client's driver splicing the producer's stdout:
+/// a queue stands in for the transit pipe, drained in odd-sized pieces.
+fn run_pipe_with(
+    total: usize,
+    producer_status: ExitStatus,
+    splice: bool,
+) -> (PipeApp, PipeApp, Vec<u8>) {
     let t = now(0);
     let config = SessionConfig { stream_window: 64 * 1024, ..SessionConfig::default() };
     let mut server = Node::new(PipeApp { serve: true, ..PipeApp::default() }, config.clone(), t);
@@ -309,6 +319,8 @@ fn run_pipe(total: usize, producer_status: ExitStatus) -> (PipeApp, PipeApp, Vec
     let listener = sd.listener.unwrap();
     server.handle_input(t, Input::Listening { listener, local: "x:1".into() }).unwrap();
     let mut client = Node::new(PipeApp::default(), config, t);
+    client.set_splice(splice);
+    let mut transit: VecDeque<u8> = VecDeque::new();
     let mut cd = FakeDriver::default();
     drain(&mut client, &mut cd);
     let cc = cd.connecting[0];
@@ -325,8 +337,44 @@ fn run_pipe(total: usize, producer_status: ExitStatus) -> (PipeApp, PipeApp, Vec
         drain(&mut server, &mut sd);
         let mut progress = shuttle(&mut client, cc, &mut server, sc, t)
             | shuttle(&mut server, sc, &mut client, cc, t);
+        // A spliced payload next: the driver moves it from the transit pipe.
+        if let Some(len) = client.spliced_front(cc) {
+            let k = len.min(7_001);
+            assert!(transit.len() >= len, "the queue never counts bytes the pipe lacks");
+            let wire: Vec<u8> = transit.drain(..k).collect();
+            let mut pos = 0;
+            while pos < wire.len() {
+                let Some(slot) = server.read_slot(IoId::Conn(sc)) else { break };
+                let m = slot.len().min(wire.len() - pos);
+                slot[..m].copy_from_slice(&wire[pos..pos + m]);
+                server.handle_input(t, Input::Read { io: IoId::Conn(sc), n: m }).unwrap();
+                pos += m;
+            }
+            client.handle_input(t, Input::Written { io: IoId::Conn(cc), n: k }).unwrap();
+            progress = true;
+        }
         // The producer writes whenever the node offers a slot.
-        if let Some(p) = client.app().proc {
+        if let Some(p) = client.app().proc.filter(|_| splice) {
+            let io = IoId::Stdout(p);
+            assert!(client.read_slot(io).is_none(), "spliced stdout is never read");
+            if let Some((conn, max)) = client.splice_slot(io) {
+                assert_eq!(conn, cc);
+                assert!(transit.is_empty(), "a slot is offered only once the pipe is empty");
+                assert!(max <= crate::limits::PIPE_CAPACITY);
+                let k = max.min(total - produced).min(100_000);
+                transit.extend(&data[produced..produced + k]);
+                client.handle_input(t, Input::Spliced { io, n: k }).unwrap();
+                produced += k;
+                progress = true;
+                if k == 0 && !producer_exited {
+                    producer_exited = true;
+                    client.handle_input(t, Input::Read { io: IoId::Stderr(p), n: 0 }).unwrap();
+                    client
+                        .handle_input(t, Input::Exited { proc: p, status: producer_status })
+                        .unwrap();
+                }
+            }
+        } else if let Some(p) = client.app().proc {
             if produced < total {
                 if let Some(slot) = client.read_slot(IoId::Stdout(p)) {
                     let k = slot.len().min(total - produced).min(10_000);
@@ -405,6 +453,20 @@ fn process_stdout_streams_into_a_remote_stdin() {
         "stdin closed at stream end, not killed"
     );
     assert_eq!(server.done[0].bytes, total as u64);
+    assert_eq!(client.answered, Some(Ok(())));
+}
+
+#[test]
+fn spliced_stdout_streams_into_a_remote_stdin() {
+    let total = 1_000_003;
+    let (client, server, consumed) = run_pipe_with(total, ExitStatus::Code(0), true);
+    assert_eq!(consumed.len(), total);
+    assert!(
+        consumed.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+        "bytes arrive intact, in order"
+    );
+    assert_eq!(server.done[0].status, ExitStatus::Code(0));
+    assert_eq!(client.done[0].bytes, total as u64, "spliced bytes count as sent");
     assert_eq!(client.answered, Some(Ok(())));
 }
 

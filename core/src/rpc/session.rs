@@ -556,6 +556,32 @@ impl Session {
         Ok(())
     }
 
+    /// Sends `len` stream bytes as one frame whose payload the driver holds in its
+    /// transit pipe for this connection (see [`OutQueue::push_spliced`]). `len`
+    /// must fit in [`Session::stream_send_capacity`] and in one frame for the peer.
+    pub fn send_stream_spliced(&mut self, now: Instant, len: usize) -> Result<(), UsageError> {
+        self.require_open()?;
+        let capacity = self.stream_send_capacity().min(self.peer_max_data_payload());
+        let Some(out) = &mut self.outbound else { return Err(UsageError::NoOutboundStream) };
+        if len == 0 || len > capacity {
+            return Err(UsageError::OverCapacity { len, capacity });
+        }
+        out.credit -= len as u64;
+        self.out.push_spliced(FrameType::StreamData, 0, len);
+        self.last_sent = now;
+        Ok(())
+    }
+
+    /// True while a spliced payload waits in the driver's transit pipe.
+    pub fn has_spliced(&self) -> bool {
+        self.out.has_spliced()
+    }
+
+    /// When the next bytes to write are a spliced payload: how many remain.
+    pub fn spliced_front(&self) -> Option<usize> {
+        self.out.spliced_front()
+    }
+
     /// Ends the outgoing stream: every byte was sent.
     pub fn end_stream(&mut self, now: Instant) -> Result<(), UsageError> {
         self.require_open()?;

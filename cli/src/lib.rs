@@ -9,6 +9,7 @@ pub mod net;
 pub mod process;
 mod report;
 mod signals;
+pub mod splice;
 
 pub use args::{Cli, Command, ProbeCommand, SignalCommand, TestCommand};
 pub use clock::Clock;

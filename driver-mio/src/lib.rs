@@ -5,8 +5,10 @@
 //! interest gets an immediate attempt, since no new edge may come. Tokens encode the
 //! node's own handle numbers, which it never reuses.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Child;
 use std::time::Duration;
 
@@ -17,10 +19,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use zferry_cli::net::{self, Target};
+use zferry_cli::splice::{self, Transit};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
-    Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
+    Action, App, ConnId, Input, IoId, Level, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
 
 /// Executes a node's actions; the `zferry` binary is [`zferry_cli::main`] with it.
@@ -82,6 +85,13 @@ impl Socket {
         match self {
             Socket::Tcp(s) => s.write_vectored(bufs),
             Socket::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
         }
     }
 
@@ -152,6 +162,8 @@ struct Loop<A: App> {
     blocked: BTreeSet<IoId>,
     /// Sockets and pipes to read without waiting for an edge.
     read_again: BTreeSet<IoId>,
+    /// Transit pipes of the connections a child's stdout is spliced into.
+    transits: BTreeMap<ConnId, Transit>,
     deadline: Option<zferry_core::time::Instant>,
     signals: mio::net::UnixStream,
     child_exits: mio::net::UnixStream,
@@ -185,8 +197,12 @@ impl Driver for MioDriver {
             writers: BTreeSet::new(),
             blocked: BTreeSet::new(),
             read_again: BTreeSet::new(),
+            transits: BTreeMap::new(),
             deadline: None,
         };
+        if zferry_cli::splice::wanted() {
+            lp.node.set_splice(true);
+        }
         let result = lp.run();
         // Never leave a child behind: the node's work is over, or failed.
         for p in lp.procs.values_mut() {
@@ -346,6 +362,7 @@ impl<A: App> Loop<A> {
             },
             Action::Close(conn) => {
                 self.resolving.remove(&conn);
+                self.transits.remove(&conn);
                 if let Some(mut c) = self.conns.remove(&conn) {
                     let _ = self.poll.registry().deregister(c.stream.source());
                 }
@@ -504,12 +521,20 @@ impl<A: App> Loop<A> {
         loop {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = self.node.io_slices(io, &mut slices);
-            if n == 0 {
+            let spliced = match io {
+                IoId::Conn(c) if n == 0 => self.node.spliced_front(c).map(|len| (c, len)),
+                _ => None,
+            };
+            if n == 0 && spliced.is_none() {
                 return Ok(wrote);
             }
             let result = match io {
-                IoId::Conn(c) => match self.conns.get_mut(&c) {
-                    Some(c) if c.connected => c.stream.write_vectored(&slices[..n]),
+                IoId::Conn(c) => match (self.conns.get_mut(&c), spliced) {
+                    (Some(conn), Some((_, len))) if conn.connected => match self.transits.get(&c) {
+                        Some(t) => t.drain(conn.stream.fd(), len),
+                        None => Err(io::Error::other("spliced bytes without a transit pipe")),
+                    },
+                    (Some(c), None) if c.connected => c.stream.write_vectored(&slices[..n]),
                     _ => return Ok(wrote),
                 },
                 IoId::Stdin(p) => match self.procs.get_mut(&p).and_then(|p| p.stdin.as_mut()) {
@@ -529,6 +554,11 @@ impl<A: App> Loop<A> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if spliced.is_some() && splice::unsupported(&e) {
+                        // The frame's bytes are stuck in the pipe: this connection
+                        // is lost, but the next one will not splice.
+                        self.node.set_splice(false);
+                    }
                     // Unusable now. A closed session may still hold bytes for it
                     // until it lingers out; retrying them would spin the loop.
                     self.writers.remove(&io);
@@ -541,28 +571,49 @@ impl<A: App> Loop<A> {
 
     fn read(&mut self, io: IoId) -> io::Result<()> {
         for _ in 0..READS_PER_TURN {
-            let Some(slot) = self.node.read_slot(io) else { return Ok(()) };
-            let result = match io {
-                IoId::Conn(c) => match self.conns.get_mut(&c) {
-                    Some(c) if c.connected => c.stream.read(slot),
-                    _ => return Ok(()),
-                },
-                IoId::Stdout(p) => match self.procs.get_mut(&p).and_then(|p| p.stdout.as_mut()) {
-                    Some(rx) => rx.read(slot),
-                    None => return Ok(()),
-                },
-                IoId::Stderr(p) => match self.procs.get_mut(&p).and_then(|p| p.stderr.as_mut()) {
-                    Some(rx) => rx.read(slot),
-                    None => return Ok(()),
-                },
-                IoId::Stdin(_) => return Ok(()),
+            let splice_to = self.node.splice_slot(io);
+            let result = match splice_to {
+                Some((conn, max)) => self.fill_transit(io, conn, max),
+                None => {
+                    let Some(slot) = self.node.read_slot(io) else { return Ok(()) };
+                    match io {
+                        IoId::Conn(c) => match self.conns.get_mut(&c) {
+                            Some(c) if c.connected => c.stream.read(slot),
+                            _ => return Ok(()),
+                        },
+                        IoId::Stdout(p) => {
+                            match self.procs.get_mut(&p).and_then(|p| p.stdout.as_mut()) {
+                                Some(rx) => rx.read(slot),
+                                None => return Ok(()),
+                            }
+                        }
+                        IoId::Stderr(p) => {
+                            match self.procs.get_mut(&p).and_then(|p| p.stderr.as_mut()) {
+                                Some(rx) => rx.read(slot),
+                                None => return Ok(()),
+                            }
+                        }
+                        IoId::Stdin(_) => return Ok(()),
+                    }
+                }
             };
             match result {
+                Err(e) if splice_to.is_some() && splice::unsupported(&e) => {
+                    // Nothing moved; read this and every later stream as usual.
+                    self.report.log(Level::Warn, &format!("splice(2): {e}; reading instead"));
+                    self.node.set_splice(false);
+                    self.drain()?;
+                }
                 Ok(n) => {
                     if n == 0 {
                         self.close_reader(io)?;
                     }
-                    self.input(Input::Read { io, n })?;
+                    let input = if splice_to.is_some() {
+                        Input::Spliced { io, n }
+                    } else {
+                        Input::Read { io, n }
+                    };
+                    self.input(input)?;
                     if n == 0 {
                         return Ok(());
                     }
@@ -578,6 +629,21 @@ impl<A: App> Loop<A> {
         }
         self.read_again.insert(io);
         Ok(())
+    }
+
+    /// Splices up to `max` bytes of `io` (a child's stdout) into `conn`'s transit pipe.
+    fn fill_transit(&mut self, io: IoId, conn: ConnId, max: usize) -> io::Result<usize> {
+        let IoId::Stdout(p) = io else { return Err(io::ErrorKind::Unsupported.into()) };
+        let Some(rx) = self.procs.get(&p).and_then(|p| p.stdout.as_ref()) else {
+            return Err(io::Error::other("no stdout to splice"));
+        };
+        let transit = match self.transits.entry(conn) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Transit::new().map_err(|e| {
+                io::Error::new(io::ErrorKind::Unsupported, format!("no transit pipe: {e}"))
+            })?),
+        };
+        transit.fill(rx, max)
     }
 
     /// Drops a pipe that reached its end; sockets stay until the node closes them.

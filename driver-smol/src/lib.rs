@@ -7,11 +7,12 @@
 //! task holds the state across an await.
 
 use std::cell::RefCell;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Child;
 use std::rc::{Rc, Weak};
@@ -19,10 +20,12 @@ use std::rc::{Rc, Weak};
 use smol::channel::{self, Receiver, Sender};
 use smol::{Async, LocalExecutor, Timer};
 use zferry_cli::net::{self, Target};
+use zferry_cli::splice::{self, Transit};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
-    Action, App, ConnId, Endpoint, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
+    Action, App, ConnId, Endpoint, Input, IoId, Level, ListenerId, Node, Output, ProcId,
+    ProcessSpec,
 };
 use zferry_core::time::Instant;
 
@@ -51,6 +54,14 @@ impl Handle {
             Handle::Tcp(s) => s.get_ref().write_vectored(bufs),
             Handle::Unix(s) => s.get_ref().write_vectored(bufs),
             Handle::Pipe(f) => f.get_ref().write_vectored(bufs),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Handle::Tcp(s) => s.as_fd(),
+            Handle::Unix(s) => s.as_fd(),
+            Handle::Pipe(f) => f.as_fd(),
         }
     }
 
@@ -99,6 +110,8 @@ struct State<A: App> {
     ios: BTreeMap<IoId, IoEntry>,
     children: BTreeMap<ProcId, Child>,
     listeners: BTreeMap<ListenerId, smol::Task<()>>,
+    /// Transit pipes of the connections a child's stdout is spliced into.
+    transits: BTreeMap<ConnId, Transit>,
     deadline: Option<Instant>,
     /// Wakes the timer task when the deadline changes.
     timer_wake: Sender<()>,
@@ -121,6 +134,7 @@ impl Driver for SmolDriver {
                 ios: BTreeMap::new(),
                 children: BTreeMap::new(),
                 listeners: BTreeMap::new(),
+                transits: BTreeMap::new(),
                 deadline: None,
                 timer_wake: timer_tx,
                 exit: exit_tx,
@@ -132,6 +146,9 @@ impl Driver for SmolDriver {
         ex.spawn(signal_task(Rc::downgrade(&state), signals)).detach();
         let child_exits = Async::new(zferry_cli::child_exits()?)?;
         ex.spawn(child_exit_task(Rc::downgrade(&state), child_exits)).detach();
+        if zferry_cli::splice::wanted() {
+            state.borrow_mut().node.set_splice(true);
+        }
         state.borrow_mut().drain();
         let code = smol::block_on(ex.run(async { exit_rx.recv().await }));
         let mut st = state.borrow_mut();
@@ -247,6 +264,7 @@ impl<A: App + 'static> State<A> {
                 Err(e) => self.input(Input::ConnectFailed { conn, error: e.to_string() }),
             },
             Action::Close(conn) => {
+                self.transits.remove(&conn);
                 if let Some(e) = self.ios.remove(&IoId::Conn(conn)) {
                     // Wakes the reader (EOF) and ends the writer (channel closed);
                     // both then drop their handles and the socket closes.
@@ -336,13 +354,31 @@ impl<A: App + 'static> State<A> {
             let Some(handle) = self.ios.get(&io).map(|e| e.handle.clone()) else {
                 return Turn::Gone;
             };
-            let Some(slot) = self.node.read_slot(io) else { return Turn::Paused };
-            match handle.read(slot) {
+            let splice_to = self.node.splice_slot(io);
+            let result = match splice_to {
+                Some((conn, max)) => self.fill_transit(&handle, conn, max),
+                None => {
+                    let Some(slot) = self.node.read_slot(io) else { return Turn::Paused };
+                    handle.read(slot)
+                }
+            };
+            match result {
+                Err(e) if splice_to.is_some() && splice::unsupported(&e) => {
+                    // Nothing moved; read this and every later stream as usual.
+                    self.report.log(Level::Warn, &format!("splice(2): {e}; reading instead"));
+                    self.node.set_splice(false);
+                    self.drain();
+                }
                 Ok(n) => {
                     if n == 0 && !matches!(io, IoId::Conn(_)) {
                         self.close_pipe(io);
                     }
-                    self.input(Input::Read { io, n });
+                    let input = if splice_to.is_some() {
+                        Input::Spliced { io, n }
+                    } else {
+                        Input::Read { io, n }
+                    };
+                    self.input(input);
                     if n == 0 {
                         return Turn::Gone;
                     }
@@ -368,19 +404,44 @@ impl<A: App + 'static> State<A> {
             };
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = self.node.io_slices(io, &mut slices);
-            if n == 0 {
-                return Turn::Paused;
-            }
-            match handle.write_vectored(&slices[..n]) {
+            let spliced = match io {
+                IoId::Conn(c) if n == 0 => self.node.spliced_front(c).map(|len| (c, len)),
+                _ => None,
+            };
+            let result = match spliced {
+                _ if n > 0 => handle.write_vectored(&slices[..n]),
+                Some((c, len)) => match self.transits.get(&c) {
+                    Some(t) => t.drain(handle.fd(), len),
+                    None => Err(io::Error::other("spliced bytes without a transit pipe")),
+                },
+                None => return Turn::Paused,
+            };
+            match result {
                 Ok(written) => self.input(Input::Written { io, n: written }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if spliced.is_some() && splice::unsupported(&e) {
+                        // The frame's bytes are stuck in the pipe: this connection
+                        // is lost, but the next one will not splice.
+                        self.node.set_splice(false);
+                    }
                     self.input(Input::IoError { io, error: e.to_string() });
                     return Turn::Gone;
                 }
             }
         }
+    }
+
+    /// Splices up to `max` bytes of a child's stdout into `conn`'s transit pipe.
+    fn fill_transit(&mut self, stdout: &Handle, conn: ConnId, max: usize) -> io::Result<usize> {
+        let transit = match self.transits.entry(conn) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Transit::new().map_err(|e| {
+                io::Error::new(io::ErrorKind::Unsupported, format!("no transit pipe: {e}"))
+            })?),
+        };
+        transit.fill(stdout.fd(), max)
     }
 
     /// A pipe reached its end; once stdout and stderr both did, watch for the exit.

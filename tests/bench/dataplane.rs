@@ -171,19 +171,29 @@ fn bench() -> Result<()> {
     let mut cases = vec![baseline("default"), baseline("sized")];
     let drivers = [("mio", "zferry"), ("smol", "zferry-smol")];
     // Same-driver pairs first: they are the headline; the mixed pairs show that a
-    // gap belongs to one side rather than to the protocol.
-    let pairs = [(0, 0), (1, 1), (0, 1), (1, 0)];
-    for (s, r) in pairs {
+    // gap belongs to one side rather than to the protocol; the last two show what
+    // splicing the sender's stdout into the socket is worth.
+    let pairs =
+        [(0, 0, true), (1, 1, true), (0, 1, true), (1, 0, true), (0, 0, false), (1, 1, false)];
+    for (s, r, splice) in pairs {
         let bin = |i: usize| dir.join(drivers[i].1).to_string_lossy().into_owned();
+        let sender_env: &[&str] = if splice { &[] } else { &["env", "ZFERRY_NO_SPLICE=1"] };
         cases.push(Case {
-            label: format!("zferry {} -> {}", drivers[s].0, drivers[r].0),
+            label: format!(
+                "zferry {} -> {}{}",
+                drivers[s].0,
+                drivers[r].0,
+                if splice { "" } else { ", no splice" }
+            ),
             server: [&bin(r), "probe", "serve", "--listen", "127.0.0.1:0", "--once", "--"]
                 .into_iter()
                 .chain(["sh", "-c", SINK])
                 .map(String::from)
                 .collect(),
-            client: [&bin(s), "probe", "send", "--connect", "{addr}", "--", "head", "-c"]
-                .into_iter()
+            client: sender_env
+                .iter()
+                .copied()
+                .chain([&bin(s), "probe", "send", "--connect", "{addr}", "--", "head", "-c"])
                 .map(String::from)
                 .chain(["{bytes}".into(), "/dev/zero".into()])
                 .collect(),
@@ -217,7 +227,7 @@ fn bench() -> Result<()> {
     let base_median = samples[..2].iter().map(|s| median(s).secs).fold(f64::MAX, f64::min);
     let base_best = samples[..2].iter().map(|s| s[0].secs).fold(f64::MAX, f64::min);
     println!(
-        "{:<28} {:>11} {:>6} {:>11} {:>6} {:>10}  peak RSS",
+        "{:<32} {:>11} {:>6} {:>11} {:>6} {:>10}  peak RSS",
         "", "median", "ratio", "best", "ratio", "CPU-s/GiB"
     );
     for (case, s) in cases.iter().zip(&samples) {
@@ -228,7 +238,7 @@ fn bench() -> Result<()> {
                 None => "- (needs /usr/bin/time, Debian package `time`)".into(),
             };
         println!(
-            "{:<28} {:>5.2} GiB/s {:>5.2}x {:>5.2} GiB/s {:>5.2}x {:>10.2}  {rss}",
+            "{:<32} {:>5.2} GiB/s {:>5.2}x {:>5.2} GiB/s {:>5.2}x {:>10.2}  {rss}",
             case.label,
             gib / m.secs,
             base_median / m.secs,
@@ -237,7 +247,7 @@ fn bench() -> Result<()> {
             m.cpu_secs / gib,
         );
     }
-    println!("{:<28} not measured: zferry has no TLS yet", "zferry over TLS");
+    println!("{:<32} not measured: zferry has no TLS yet", "zferry over TLS");
     println!(
         "ratio: to the faster baseline; CPU: user+sys of both relays and their source/sink \
          in the median run"
@@ -260,7 +270,7 @@ fn bench() -> Result<()> {
             let part = measure(&cases[i], small, timed)?.rss_kib.ok_or("missing sample")?;
             let peak = full.0.max(full.1).max(part.0).max(part.1) / 1024;
             println!(
-                "{:<28} {:.2} GiB: send {} MiB, recv {} MiB; {gib} GiB: send {} MiB, recv {} MiB  {}",
+                "{:<32} {:.2} GiB: send {} MiB, recv {} MiB; {gib} GiB: send {} MiB, recv {} MiB  {}",
                 cases[i].label,
                 small as f64 / GIB,
                 part.0 / 1024,

@@ -4,6 +4,7 @@
 //! The core decides what moves when (`Node::splice_slot`, `Node::spliced_front`);
 //! a driver only runs these two calls. Linux only; elsewhere drivers read as usual.
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -17,6 +18,17 @@ pub fn wanted() -> bool {
 /// the driver then turns splicing off and reads and writes as usual.
 pub fn unsupported(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported)
+}
+
+/// The transit pipe kept under `key` (a connection), made on first use. Failing to
+/// make one counts as [`unsupported`]: the driver then reads instead.
+pub fn transit<K: Ord>(transits: &mut BTreeMap<K, Transit>, key: K) -> io::Result<&Transit> {
+    Ok(match transits.entry(key) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(Transit::new().map_err(|e| {
+            io::Error::new(io::ErrorKind::Unsupported, format!("no transit pipe: {e}"))
+        })?),
+    })
 }
 
 /// A pipe holding one frame's payload at most, between a child's stdout and a socket.

@@ -5,7 +5,6 @@
 //! interest gets an immediate attempt, since no new edge may come. Tokens encode the
 //! node's own handle numbers, which it never reuses.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -637,13 +636,7 @@ impl<A: App> Loop<A> {
         let Some(rx) = self.procs.get(&p).and_then(|p| p.stdout.as_ref()) else {
             return Err(io::Error::other("no stdout to splice"));
         };
-        let transit = match self.transits.entry(conn) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Transit::new().map_err(|e| {
-                io::Error::new(io::ErrorKind::Unsupported, format!("no transit pipe: {e}"))
-            })?),
-        };
-        transit.fill(rx, max)
+        splice::transit(&mut self.transits, conn)?.fill(rx, max)
     }
 
     /// Drops a pipe that reached its end; sockets stay until the node closes them.

@@ -7,7 +7,6 @@
 //! task holds the state across an await.
 
 use std::cell::RefCell;
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -435,13 +434,7 @@ impl<A: App + 'static> State<A> {
 
     /// Splices up to `max` bytes of a child's stdout into `conn`'s transit pipe.
     fn fill_transit(&mut self, stdout: &Handle, conn: ConnId, max: usize) -> io::Result<usize> {
-        let transit = match self.transits.entry(conn) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Transit::new().map_err(|e| {
-                io::Error::new(io::ErrorKind::Unsupported, format!("no transit pipe: {e}"))
-            })?),
-        };
-        transit.fill(stdout.fd(), max)
+        splice::transit(&mut self.transits, conn)?.fill(stdout.fd(), max)
     }
 
     /// A pipe reached its end; once stdout and stderr both did, watch for the exit.

@@ -57,6 +57,13 @@ fn shuttle<A: App, B: App>(
     if wire.is_empty() {
         return false;
     }
+    let pos = deliver(b, bc, &wire, t);
+    a.handle_input(t, Input::Written { io: IoId::Conn(ac), n: pos }).unwrap();
+    true
+}
+
+/// Feeds `wire` to `b`'s connection as socket reads; returns how much it took.
+fn deliver<B: App>(b: &mut Node<B>, bc: ConnId, wire: &[u8], t: Now) -> usize {
     let mut pos = 0;
     while pos < wire.len() {
         let Some(slot) = b.read_slot(IoId::Conn(bc)) else { break };
@@ -65,8 +72,7 @@ fn shuttle<A: App, B: App>(
         b.handle_input(t, Input::Read { io: IoId::Conn(bc), n: k }).unwrap();
         pos += k;
     }
-    a.handle_input(t, Input::Written { io: IoId::Conn(ac), n: pos }).unwrap();
-    true
+    pos
 }
 
 #[test]
@@ -342,14 +348,7 @@ fn run_pipe_with(
             let k = len.min(7_001);
             assert!(transit.len() >= len, "the queue never counts bytes the pipe lacks");
             let wire: Vec<u8> = transit.drain(..k).collect();
-            let mut pos = 0;
-            while pos < wire.len() {
-                let Some(slot) = server.read_slot(IoId::Conn(sc)) else { break };
-                let m = slot.len().min(wire.len() - pos);
-                slot[..m].copy_from_slice(&wire[pos..pos + m]);
-                server.handle_input(t, Input::Read { io: IoId::Conn(sc), n: m }).unwrap();
-                pos += m;
-            }
+            assert_eq!(deliver(&mut server, sc, &wire, t), k);
             client.handle_input(t, Input::Written { io: IoId::Conn(cc), n: k }).unwrap();
             progress = true;
         }

@@ -36,7 +36,16 @@ fn send(bin: Binary, addr: &str, bytes: u64) -> Child {
 }
 
 fn send_from(bin: Binary, addr: &str, command: &[&str]) -> Child {
+    send_from_splicing(bin, addr, command, true)
+}
+
+/// [`send_from`]; without `splice`, the sender reads the command's output instead
+/// of splicing it into the socket (`ZFERRY_NO_SPLICE`).
+fn send_from_splicing(bin: Binary, addr: &str, command: &[&str], splice: bool) -> Child {
     let mut cmd = bin.command();
+    if !splice {
+        cmd.env("ZFERRY_NO_SPLICE", "1");
+    }
     cmd.args(["probe", "send", "--connect", addr, "--"]).args(command);
     Child::spawn(&format!("{}-client", bin.name()), cmd)
 }
@@ -119,32 +128,29 @@ fn sigterm_and_sigint_shut_down_cleanly() {
     }
 }
 
+/// Every pair, with the sender splicing the command's output into the socket (the
+/// default on Linux) and reading it instead.
 #[test]
 fn process_output_is_piped_into_a_remote_process() {
     let input = temp_path("in");
     let data: Vec<u8> =
         (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&input, &data).unwrap();
-    for server_bin in binaries() {
-        for client_bin in binaries() {
-            let output = temp_path(&format!("out-{}-{}", server_bin.name(), client_bin.name()));
-            let sink = format!("cat > {}", output.display());
-            let (mut server, addr) = serve_into(server_bin, true, &["sh", "-c", &sink]);
-            let mut client = send_from(client_bin, &addr, &["cat", input.to_str().unwrap()]);
-            assert!(
-                client.wait(T).success(),
-                "{client_bin:?} -> {server_bin:?}: {:?}",
-                client.log()
-            );
-            assert!(server.wait(T).success(), "{server_bin:?}: {:?}", server.log());
-            let got = std::fs::read(&output).unwrap();
-            assert!(
-                got == data,
-                "{client_bin:?} -> {server_bin:?}: {} bytes arrived, {} sent",
-                got.len(),
-                data.len()
-            );
-            let _ = std::fs::remove_file(&output);
+    for splice in [true, false] {
+        for server_bin in binaries() {
+            for client_bin in binaries() {
+                let pair = format!("{client_bin:?} -> {server_bin:?} (splice: {splice})");
+                let output = temp_path(&format!("out-{}-{}", server_bin.name(), client_bin.name()));
+                let sink = format!("cat > {}", output.display());
+                let (mut server, addr) = serve_into(server_bin, true, &["sh", "-c", &sink]);
+                let source = ["cat", input.to_str().unwrap()];
+                let mut client = send_from_splicing(client_bin, &addr, &source, splice);
+                assert!(client.wait(T).success(), "{pair}: {:?}", client.log());
+                assert!(server.wait(T).success(), "{pair}: {:?}", server.log());
+                let got = std::fs::read(&output).unwrap();
+                assert!(got == data, "{pair}: {} bytes arrived, {} sent", got.len(), data.len());
+                let _ = std::fs::remove_file(&output);
+            }
         }
     }
     let _ = std::fs::remove_file(&input);

@@ -22,7 +22,7 @@ use zferry_cli::splice::{self, Transit};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
-    Action, App, ConnId, Input, IoId, Level, ListenerId, Node, Output, ProcId, ProcessSpec,
+    Action, App, ConnId, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
 
 /// Executes a node's actions; the `zferry` binary is [`zferry_cli::main`] with it.
@@ -554,9 +554,7 @@ impl<A: App> Loop<A> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if spliced.is_some() && splice::unsupported(&e) {
-                        // The frame's bytes are stuck in the pipe: this connection
-                        // is lost, but the next one will not splice.
-                        self.node.set_splice(false);
+                        self.input(Input::SpliceRefused { error: e.to_string() })?;
                     }
                     // Unusable now. A closed session may still hold bytes for it
                     // until it lingers out; retrying them would spin the loop.
@@ -599,8 +597,7 @@ impl<A: App> Loop<A> {
             match result {
                 Err(e) if splice_to.is_some() && splice::unsupported(&e) => {
                     // Nothing moved; read this and every later stream as usual.
-                    self.report.log(Level::Warn, &format!("splice(2): {e}; reading instead"));
-                    self.node.set_splice(false);
+                    self.input(Input::SpliceRefused { error: e.to_string() })?;
                     self.drain()?;
                 }
                 Ok(n) => {

@@ -23,8 +23,7 @@ use zferry_cli::splice::{self, Transit};
 use zferry_cli::{process, Clock, Driver, Report};
 use zferry_core::limits::{MAX_IOVECS, READS_PER_TURN, REAP_INTERVAL};
 use zferry_core::node::{
-    Action, App, ConnId, Endpoint, Input, IoId, Level, ListenerId, Node, Output, ProcId,
-    ProcessSpec,
+    Action, App, ConnId, Endpoint, Input, IoId, ListenerId, Node, Output, ProcId, ProcessSpec,
 };
 use zferry_core::time::Instant;
 
@@ -364,9 +363,7 @@ impl<A: App + 'static> State<A> {
             match result {
                 Err(e) if splice_to.is_some() && splice::unsupported(&e) => {
                     // Nothing moved; read this and every later stream as usual.
-                    self.report.log(Level::Warn, &format!("splice(2): {e}; reading instead"));
-                    self.node.set_splice(false);
-                    self.drain();
+                    self.input(Input::SpliceRefused { error: e.to_string() });
                 }
                 Ok(n) => {
                     if n == 0 && !matches!(io, IoId::Conn(_)) {
@@ -421,9 +418,7 @@ impl<A: App + 'static> State<A> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if spliced.is_some() && splice::unsupported(&e) {
-                        // The frame's bytes are stuck in the pipe: this connection
-                        // is lost, but the next one will not splice.
-                        self.node.set_splice(false);
+                        self.input(Input::SpliceRefused { error: e.to_string() });
                     }
                     self.input(Input::IoError { io, error: e.to_string() });
                     return Turn::Gone;

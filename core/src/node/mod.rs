@@ -68,6 +68,12 @@ pub enum Input {
         io: IoId,
         n: usize,
     },
+    /// The OS refused a splice (this kernel, these descriptors): the node turns
+    /// splicing off for good and says so. A refused drain also fails its connection
+    /// ([`Input::IoError`]), since that frame's bytes are stuck in the pipe.
+    SpliceRefused {
+        error: String,
+    },
     /// `n` bytes of the offered slices (or of the transit pipe, when
     /// [`Node::spliced_front`] offered it) were written to `io`.
     Written {
@@ -259,9 +265,7 @@ impl<A: App> Node<A> {
     /// [`Node::splice_slot`] instead of [`Node::read_slot`]. Until it turns splicing
     /// off again (a kernel that refuses it), nothing else changes.
     pub fn set_splice(&mut self, on: bool) {
-        self.transport.splice = on;
-        let procs: Vec<ProcId> = self.transport.procs.keys().copied().collect();
-        self.transport.dirty_procs.extend(procs);
+        self.transport.set_splice(on);
         self.settle();
     }
 
@@ -416,6 +420,10 @@ impl<A: App> Node<A> {
             }
             Input::Read { io, n } => t.on_read(io, n)?,
             Input::Spliced { io, n } => t.on_spliced(io, n)?,
+            Input::SpliceRefused { error } => {
+                t.log(Level::Warn, format!("splice(2) refused ({error}); copying instead"));
+                t.set_splice(false);
+            }
             Input::Written { io, n } => t.on_written(io, n)?,
             Input::IoError { io, error } => t.on_io_error(io, error)?,
             Input::SpawnFailed { proc, error } => {
@@ -547,6 +555,13 @@ impl Transport {
         let c = self.conns.get(&conn)?;
         let socket = c.connected && !c.in_process && c.local_peer.is_none();
         (p.stdout_open && socket && c.session.has_outbound_stream()).then_some(conn)
+    }
+
+    /// Every process's stdout interest depends on whether it is spliced.
+    fn set_splice(&mut self, on: bool) {
+        self.splice = on;
+        let procs: Vec<ProcId> = self.procs.keys().copied().collect();
+        self.dirty_procs.extend(procs);
     }
 
     fn alloc_id(&mut self) -> u64 {

@@ -307,7 +307,16 @@ impl App for PipeApp {
 /// Runs the pipe scenario; the producer writes `total` bytes, then exits with
 /// `producer_status`. Returns both apps and the bytes the consumer got.
 fn run_pipe(total: usize, producer_status: ExitStatus) -> (PipeApp, PipeApp, Vec<u8>) {
-    run_pipe_with(total, producer_status, false)
+    run_pipe_with(total, producer_status, Splice::Off)
+}
+
+/// How the client's driver moves the producer's stdout.
+#[derive(Clone, Copy, PartialEq)]
+enum Splice {
+    Off,
+    On,
+    /// Splices until half the bytes are out, then the OS refuses.
+    RefusedMidway,
 }
 
 /// [`run_pipe`], optionally with the client's driver splicing the producer's stdout:
@@ -315,7 +324,7 @@ fn run_pipe(total: usize, producer_status: ExitStatus) -> (PipeApp, PipeApp, Vec
 fn run_pipe_with(
     total: usize,
     producer_status: ExitStatus,
-    splice: bool,
+    splice: Splice,
 ) -> (PipeApp, PipeApp, Vec<u8>) {
     let t = now(0);
     let config = SessionConfig { stream_window: 64 * 1024, ..SessionConfig::default() };
@@ -325,7 +334,8 @@ fn run_pipe_with(
     let listener = sd.listener.unwrap();
     server.handle_input(t, Input::Listening { listener, local: "x:1".into() }).unwrap();
     let mut client = Node::new(PipeApp::default(), config, t);
-    client.set_splice(splice);
+    let mut splicing = splice != Splice::Off;
+    client.set_splice(splicing);
     let mut transit: VecDeque<u8> = VecDeque::new();
     let mut cd = FakeDriver::default();
     drain(&mut client, &mut cd);
@@ -353,7 +363,13 @@ fn run_pipe_with(
             progress = true;
         }
         // The producer writes whenever the node offers a slot.
-        if let Some(p) = client.app().proc.filter(|_| splice) {
+        if splicing && splice == Splice::RefusedMidway && produced > total / 2 {
+            splicing = false;
+            client.handle_input(t, Input::SpliceRefused { error: "EINVAL".into() }).unwrap();
+            drain(&mut client, &mut cd);
+            assert!(cd.logs.iter().any(|l| l.contains("splice(2) refused (EINVAL)")));
+        }
+        if let Some(p) = client.app().proc.filter(|_| splicing) {
             let io = IoId::Stdout(p);
             assert!(client.read_slot(io).is_none(), "spliced stdout is never read");
             if let Some((conn, max)) = client.splice_slot(io) {
@@ -458,7 +474,13 @@ fn process_stdout_streams_into_a_remote_stdin() {
 #[test]
 fn spliced_stdout_streams_into_a_remote_stdin() {
     let total = 1_000_003;
-    let (client, server, consumed) = run_pipe_with(total, ExitStatus::Code(0), true);
+    for mode in [Splice::On, Splice::RefusedMidway] {
+        let (client, server, consumed) = run_pipe_with(total, ExitStatus::Code(0), mode);
+        check_spliced_run(total, &client, &server, &consumed);
+    }
+}
+
+fn check_spliced_run(total: usize, client: &PipeApp, server: &PipeApp, consumed: &[u8]) {
     assert_eq!(consumed.len(), total);
     assert!(
         consumed.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),

@@ -625,8 +625,7 @@ fn interrupted_receive(send_args: &str, target: &str, cut: usize) -> String {
 #[test]
 fn interrupted_receives_are_resumed_push_and_pull() {
     let Some((env, _serial)) = env() else { return };
-    if env.flavor == Flavor::ZfsFuse {
-        eprintln!("SKIPPED: zfs-fuse has no resumable receive (`zfs receive -s`)");
+    if lacks(&env, "resumable receive (`zfs receive -s`)") {
         return;
     }
     let src = env.pool("s");
@@ -911,14 +910,29 @@ fn snap_job_hooks_veto_and_local_pruning() {
     assert_eq!(taken.len(), 2);
 }
 
+/// True, after saying so, where the ZFS is zfs-fuse, which lacks `what`.
+fn lacks(env: &ZfsEnv, what: &str) -> bool {
+    let fuse = env.flavor == Flavor::ZfsFuse;
+    if fuse {
+        eprintln!("SKIPPED: zfs-fuse has no {what}");
+    }
+    fuse
+}
+
+/// The name of the cursor bookmark that `owner` (a push job, or a source job and
+/// its client) keeps at `data@snap`.
+fn cursor_mark(src: &Pool, snap: &str, owner: &str) -> String {
+    let guid: u64 = src.guid("data", snap).parse().unwrap();
+    format!("zferry_cursor_G{guid:016x}_J_{owner}")
+}
+
 /// On a ZFS with bookmarks, a push keeps a replication cursor on the sender:
 /// when the snapshot the receiver stands on is destroyed by hand, the next
 /// incremental starts from the cursor, and the cursor moves on.
 #[test]
 fn the_replication_cursor_survives_its_snapshot() {
     let Some((env, _serial)) = env() else { return };
-    if env.flavor == Flavor::ZfsFuse {
-        eprintln!("SKIPPED: zfs-fuse has no bookmarks");
+    if lacks(&env, "bookmarks") {
         return;
     }
     let src = env.pool("s");
@@ -936,10 +950,7 @@ fn the_replication_cursor_survives_its_snapshot() {
         let out = must("zfs", &["list", "-H", "-o", "name", "-t", "bookmark", "-r", &data]);
         out.lines().map(|l| l.rsplit('#').next().unwrap().to_owned()).collect::<Vec<_>>()
     };
-    let cursor_of = |snap: &str| {
-        let guid: u64 = src.guid("data", snap).parse().unwrap();
-        format!("zferry_cursor_G{guid:016x}_J_push")
-    };
+    let cursor_of = |snap: &str| cursor_mark(&src, snap, "push");
 
     let (code, out) = run_job(Binary::Mio, &config, "push");
     assert_eq!(code, 0, "{out}");
@@ -964,8 +975,7 @@ fn the_replication_cursor_survives_its_snapshot() {
 #[test]
 fn the_source_keeps_a_cursor_for_its_puller() {
     let Some((env, _serial)) = env() else { return };
-    if env.flavor == Flavor::ZfsFuse {
-        eprintln!("SKIPPED: zfs-fuse has no bookmarks");
+    if lacks(&env, "bookmarks") {
         return;
     }
     let src = env.pool("s");
@@ -978,10 +988,7 @@ fn the_source_keeps_a_cursor_for_its_puller() {
     let source_cfg = source_config(&dir, &data);
     let (mut sourced, addr) = daemon(Binary::Smol, &source_cfg, "source");
     let pull_cfg = pull_config(&dir, &addr, &dst.path("pulled"), PRUNING);
-    let cursor_of = |snap: &str| {
-        let guid: u64 = src.guid("data", snap).parse().unwrap();
-        format!("{data}#zferry_cursor_G{guid:016x}_J_src_puller")
-    };
+    let cursor_of = |snap: &str| format!("{data}#{}", cursor_mark(&src, snap, "src_puller"));
     let bookmarks = || must("zfs", &["list", "-H", "-o", "name", "-t", "bookmark", "-r", &data]);
 
     let (code, out) = run_job(Binary::Mio, &pull_cfg, "pull");
